@@ -1,0 +1,54 @@
+//! Every route, wired in one place. One file per resource.
+
+pub mod accounts;
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
+pub mod campaigns;
+pub mod health;
+pub mod users;
+
+use actix_web::HttpResponse;
+use actix_web::http::header;
+use serde::Serialize;
+use utoipa_actix_web::scope;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// Registers every documented route.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(health::metrics)
+        .service(
+            scope::scope("/v1")
+                .service(auth::token)
+                .service(accounts::create)
+                .service(accounts::list)
+                .service(accounts::get)
+                .service(accounts::update)
+                .service(accounts::delete)
+                .service(campaigns::create)
+                .service(campaigns::list)
+                .service(campaigns::get)
+                .service(campaigns::update)
+                .service(campaigns::delete)
+                .service(users::create)
+                .service(users::list)
+                .service(users::get)
+                .service(users::update)
+                .service(users::delete)
+                .service(api_keys::create)
+                .service(api_keys::list)
+                .service(api_keys::get)
+                .service(api_keys::update)
+                .service(api_keys::delete)
+                .service(audit::list),
+        );
+}
+
+/// 201 with `Location` and the created object.
+pub(crate) fn created<T: Serialize>(location: String, body: &T) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .json(body)
+}

@@ -1,0 +1,118 @@
+//! Builds the HTTP application from settings, binds it (port 0 in tests) and runs it.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpRequest, HttpServer, web};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use utoipa_actix_web::AppExt;
+use utoipa_swagger_ui::SwaggerUi;
+use wxpilot_core::{SecretBox, Settings};
+
+use crate::auth::jwt::JwtKeys;
+use crate::error::ApiError;
+use crate::extract::BodyLimit;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// A bound, not yet running, API server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Connects to the database and Redis named in `settings` and binds the listen address.
+    /// Migrations are the caller's business (`serve` runs them, `api` expects them done).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let secrets = settings.secret_box()?;
+        let db = wxpilot_core::db::connect(&settings.database_url(), &settings.database).await?;
+        let listener = TcpListener::bind(settings.listen_addr()?)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Self::build_with(settings, db, secrets, listener)
+    }
+
+    /// Builds on an existing pool and listener (tests pass a port-0 listener).
+    pub fn build_with(
+        settings: Settings,
+        db: sea_orm::DatabaseConnection,
+        secrets: SecretBox,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let redis = match &settings.redis_url {
+            Some(url) => Some(
+                redis::Client::open(url.expose_secret())
+                    .context("REDIS_URL is not a valid Redis URL")?,
+            ),
+            None => None,
+        };
+        let jwt = JwtKeys::new(
+            secrets.current_key(),
+            settings.auth.jwt_ttl_secs,
+            settings.auth.jwt_leeway_secs,
+        )?;
+        let settings = Arc::new(settings);
+        let state = web::Data::new(AppState {
+            db,
+            secrets: Arc::new(secrets),
+            jwt,
+            settings: settings.clone(),
+            metrics: Metrics::new()?,
+            redis,
+        });
+        let port = listener.local_addr()?.port();
+        let doc = crate::openapi::document();
+        let body_limit = settings.http.body_limit_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(BodyLimit(body_limit))
+                .app_data(web::PayloadConfig::new(body_limit))
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|_, _| ApiError::NotFound("not found".into()).into()),
+                )
+                .wrap(from_fn(crate::middleware::observe))
+                .into_utoipa_app()
+                .configure(crate::routes::configure)
+                .into_app()
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc.clone()))
+                .default_service(web::to(unmatched))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        if let Some(workers) = settings.http.workers {
+            server = server.workers(workers.max(1));
+        }
+        let server = server.client_request_timeout(Duration::from_secs(30)).run();
+        Ok(Self { port, server })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until the server stops (SIGINT/SIGTERM stop it gracefully).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn unmatched(req: HttpRequest) -> actix_web::HttpResponse {
+    if req.path() == "/docs" {
+        // Swagger UI lives under /docs/; a bare /docs is a common first try.
+        return actix_web::HttpResponse::PermanentRedirect()
+            .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+            .finish();
+    }
+    actix_web::ResponseError::error_response(&ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}

@@ -1,0 +1,81 @@
+//! Database connections and migrations, for SQLite (embedded) and Postgres alike.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use secrecy::{ExposeSecret, SecretString};
+use wxpilot_migration::{Migrator, MigratorTrait};
+
+use crate::settings::{DatabaseSettings, redact_url};
+
+/// Opens a pool on `url`. For SQLite the file's folder is created, and the pragmas are
+/// set for a server: WAL, `synchronous = NORMAL`, foreign keys on, a busy timeout.
+pub async fn connect(
+    url: &SecretString,
+    pool: &DatabaseSettings,
+) -> anyhow::Result<DatabaseConnection> {
+    let raw = url.expose_secret();
+    let mut options = ConnectOptions::new(raw.to_owned());
+    options
+        .max_connections(pool.max_connections.max(1))
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(pool.acquire_timeout_secs.max(1)))
+        .sqlx_logging(false);
+    if raw.starts_with("sqlite:") {
+        ensure_sqlite_folder(raw)?;
+        options.map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+        });
+    }
+    Database::connect(options)
+        .await
+        .with_context(|| format!("connecting to the database at {}", redact_url(raw)))
+}
+
+fn ensure_sqlite_folder(url: &str) -> anyhow::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the database folder {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(db, None)
+        .await
+        .context("running database migrations")
+}
+
+/// Names of migrations not yet applied.
+pub async fn pending_migrations(db: &DatabaseConnection) -> anyhow::Result<Vec<String>> {
+    Ok(Migrator::get_pending_migrations(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect())
+}
+
+/// A cheap round trip, for readiness checks.
+pub async fn ping(db: &DatabaseConnection) -> anyhow::Result<()> {
+    db.execute_unprepared("SELECT 1")
+        .await
+        .map(|_| ())
+        .context("database ping")
+}

@@ -1,0 +1,173 @@
+//! Domain services. Every function takes the [`Actor`] it acts for and scopes every
+//! query by the actor's tenant: there is no way to reach another tenant's rows from here.
+//! Writes and their audit entries commit in one transaction.
+
+pub mod access;
+pub mod accounts;
+pub mod api_keys;
+pub mod audit;
+pub mod campaigns;
+pub mod login;
+pub mod tenants;
+pub mod users;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use wxpilot_entity::Role;
+
+pub use access::{Access, Area, Scopes};
+
+use crate::error::{ServiceError, ServiceResult};
+
+/// Who is acting, in which tenant, with which rights. Built by the api from a verified
+/// credential, or by the CLI for administrative commands.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The tenant every query is scoped to.
+    pub tenant_id: String,
+    /// `user:<id>`, `api_key:<id>` or `cli`, as recorded in the audit log.
+    pub subject: String,
+    /// What the actor may do.
+    pub role: Role,
+    /// Which areas the credential covers.
+    pub scopes: Scopes,
+    /// The request this action belongs to, for the audit log.
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    /// The CLI acting as an owner of `tenant_id`.
+    pub fn cli(tenant_id: &str) -> Self {
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            subject: "cli".into(),
+            role: Role::Owner,
+            scopes: Scopes::all(),
+            request_id: None,
+        }
+    }
+
+    /// Fails with 403 unless the actor's role and scopes allow `access` to `area`.
+    pub fn require(&self, area: Area, access: Access) -> ServiceResult<()> {
+        access::check(self.role, &self.scopes, area, access)
+    }
+
+    /// Fails with 403 when `role` is above the actor's own: nobody hands out more than they hold.
+    pub fn require_at_least(&self, role: Role) -> ServiceResult<()> {
+        if role > self.role {
+            return Err(ServiceError::Forbidden(format!(
+                "a {} cannot grant or manage the {} role",
+                self.role.as_str(),
+                role.as_str()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Default page size.
+pub const DEFAULT_LIMIT: u64 = 50;
+/// Largest page size.
+pub const MAX_LIMIT: u64 = 200;
+
+/// `?limit=&cursor=` of a list request.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageRequest {
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    /// The limit and cursor, checked.
+    pub fn checked(&self) -> ServiceResult<(u64, Option<&str>)> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ServiceError::field(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        match self.cursor.as_deref() {
+            Some(c) if !crate::ids::is_id(c) => Err(ServiceError::field(
+                "cursor",
+                "is not a cursor this API issued",
+            )),
+            cursor => Ok((limit, cursor)),
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    /// The items, oldest first.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from `limit + 1` fetched rows: the extra row only tells that more exist.
+    pub fn from_rows<M>(
+        mut rows: Vec<M>,
+        limit: u64,
+        id: impl Fn(&M) -> &str,
+        view: impl Fn(M) -> T,
+    ) -> Self {
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = if more {
+            rows.last().map(|m| id(m).to_owned())
+        } else {
+            None
+        };
+        Self {
+            items: rows.into_iter().map(view).collect(),
+            next_cursor,
+        }
+    }
+}
+
+/// Fetches one page of `query` ordered by its id column: `limit + 1` rows after the cursor.
+pub(crate) async fn fetch_page<E, C>(
+    conn: &C,
+    query: Select<E>,
+    id: E::Column,
+    page: &PageRequest,
+) -> ServiceResult<(Vec<E::Model>, u64)>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let (limit, cursor) = page.checked()?;
+    let mut query = query.order_by_asc(id).limit(limit + 1);
+    if let Some(cursor) = cursor {
+        query = query.filter(id.gt(cursor));
+    }
+    Ok((query.all(conn).await?, limit))
+}
+
+/// Maps a unique-constraint violation to a 409 with `message`, other errors unchanged.
+pub(crate) fn conflict_on_unique(err: DbErr, message: &str) -> ServiceError {
+    match err.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+            ServiceError::Conflict(message.to_owned())
+        }
+        _ => ServiceError::Database(err),
+    }
+}
+
+/// Deserialises a field that may be absent (leave as is), `null` (clear) or a value (set).
+pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}

@@ -1,0 +1,15 @@
+//! Database entities and the domain enums stored in them.
+//!
+//! Every tenant-owned table carries `tenant_id`; the service layer in `wxpilot-core`
+//! scopes every query by it. Ids are ULID strings: sortable by creation time, which
+//! cursor pagination relies on.
+
+pub mod api_key;
+pub mod audit_event;
+pub mod campaign;
+pub mod enums;
+pub mod official_account;
+pub mod tenant;
+pub mod user;
+
+pub use enums::{CampaignStatus, EncryptionMode, Role};

@@ -1,0 +1,17 @@
+//! Schema migrations. Each migration is frozen once released: later changes add a new one.
+//! They run on SQLite (the embedded default) and on Postgres alike, so they use only
+//! portable column types: ids are ULID strings, enums are short strings, lists are JSON.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261203_000001_foundation;
+
+/// All migrations in order.
+pub struct Migrator;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261203_000001_foundation::Migration)]
+    }
+}
