@@ -74,7 +74,17 @@ fn body_error(err: &actix_web::Error, limit: usize) -> ApiError {
 }
 
 /// Parses a JSON body: syntax problems are 400, shape problems 422 with the field path.
+/// Every request body of this API is a JSON object.
 pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(ApiError::field("body", "must be a JSON object")),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "the body is not valid JSON: {e}"
+            ))),
+        };
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -93,7 +103,6 @@ fn json_error(path: &str, err: &serde_json::Error) -> ApiError {
             let message = strip_position(&err.to_string());
             let field = missing_field(&message)
                 .map(|name| join_path(path, name))
-                .or_else(|| unknown_field(&message).map(|name| join_path(path, name)))
                 .unwrap_or_else(|| {
                     if path == "." {
                         "body".into()
@@ -124,10 +133,6 @@ fn backticked<'a>(message: &'a str, lead: &str) -> Option<&'a str> {
 
 fn missing_field(message: &str) -> Option<&str> {
     backticked(message, "missing field ")
-}
-
-fn unknown_field(message: &str) -> Option<&str> {
-    backticked(message, "unknown field ")
 }
 
 fn join_path(path: &str, name: &str) -> String {

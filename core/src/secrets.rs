@@ -287,7 +287,7 @@ mod tests {
             Err(SecretError::Malformed)
         ));
         assert!(matches!(
-            a.open("wxs1:abcd:!!!", "x"),
+            a.open(&format!("wxs1:{}:!!!", a.current_key().id()), "x"),
             Err(SecretError::Malformed)
         ));
         Ok(())
