@@ -1,0 +1,305 @@
+//! The binary as a user runs it: `serve` on the embedded default, `tenant create` and
+//! `apikey create` from another terminal, curl-like calls, and a graceful stop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wxpilot");
+
+fn wxpilot(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WXPILOT_DATA_DIR", data_dir)
+        .env("WXPILOT_LOG__FILTER", "warn")
+        .output()
+        .expect("run wxpilot")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_serve(data_dir: &Path, port: u16) -> Server {
+    let child = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WXPILOT_DATA_DIR", data_dir)
+        .env("WXPILOT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("WXPILOT_LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    Server(child)
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(res) = client.get(format!("{base}/healthz")).send().await
+            && res.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server did not become healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn quick_start_flow_on_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = start_serve(dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &base).await;
+
+    // The master key file was made private, and the database lives in the data folder.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(dir.path().join("wxpilot.db").exists());
+
+    let out = wxpilot(
+        dir.path(),
+        &["tenant", "create", "--name", "Acme Digital", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["tenant"]["slug"], "acme-digital");
+    let key = created["api_key"]["secret"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("wxp_"));
+
+    let res = client
+        .post(format!("{base}/v1/accounts"))
+        .bearer_auth(&key)
+        .json(&json!({
+            "name": "Acme Coffee",
+            "original_id": "gh_10f6c3c3ac5a",
+            "app_id": "wx2c2769f8efd9abc2",
+            "app_secret": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+            "callback_token": "spamtest",
+            "encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let account: Value = res.json().await.unwrap();
+    let res = client
+        .post(format!("{base}/v1/campaigns"))
+        .bearer_auth(&key)
+        .json(&json!({"account_id": account["id"], "name": "双十一"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let campaigns: Value = client
+        .get(format!("{base}/v1/campaigns"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(campaigns["items"][0]["name"], "双十一");
+
+    // A second key from the CLI, by slug, with a narrower role.
+    let out = wxpilot(
+        dir.path(),
+        &[
+            "apikey",
+            "create",
+            "--tenant",
+            "acme-digital",
+            "--name",
+            "reader",
+            "--role",
+            "viewer",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let viewer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(viewer["role"], "viewer");
+    let viewer_key = viewer["secret"].as_str().unwrap();
+    let accounts: Value = client
+        .get(format!("{base}/v1/accounts"))
+        .bearer_auth(viewer_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accounts["items"].as_array().unwrap().len(), 1);
+    assert!(
+        !accounts
+            .to_string()
+            .contains("a1b2c3d4e5f60718293a4b5c6d7e8f90")
+    );
+
+    // SIGTERM stops it cleanly.
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(server.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("created a new master key file"), "{stderr}");
+    assert!(
+        !stderr.contains("a1b2c3d4e5f60718293a4b5c6d7e8f90"),
+        "a secret reached the log"
+    );
+    assert!(!stderr.contains(&key), "an API key reached the log");
+    for line in stderr.lines().filter(|l| l.starts_with('{')) {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+}
+
+#[test]
+fn production_refuses_to_start_without_a_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("WXPILOT_DATA_DIR", dir.path())
+        .env("WXPILOT_ENVIRONMENT", "production")
+        .env("WXPILOT_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("production needs a master key"), "{stderr}");
+    assert!(!dir.path().join("master.key").exists());
+}
+
+#[test]
+fn configuration_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wxpilot.toml");
+    std::fs::write(&config, "listen = 8080\n").unwrap();
+    let out = wxpilot(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "migrate"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listen"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = wxpilot(
+        dir.path(),
+        &["--config", "/nonexistent/wxpilot.toml", "migrate"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+
+    let out = wxpilot(
+        dir.path(),
+        &[
+            "apikey", "create", "--tenant", "nobody", "--name", "x", "--role", "root",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"));
+}
+
+#[test]
+fn migrate_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wxpilot(dir.path(), &["migrate", "--status"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pending migration"));
+    let out = wxpilot(dir.path(), &["migrate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = wxpilot(dir.path(), &["migrate", "--status"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "database is up to date"
+    );
+}
+
+#[test]
+fn openapi_command_prints_the_checked_in_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wxpilot(dir.path(), &["openapi"]);
+    assert!(out.status.success());
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checked_in: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        printed == checked_in,
+        "openapi/openapi.json is stale: run `cargo run -- openapi -o openapi/openapi.json`"
+    );
+}
+
+#[test]
+fn generated_master_keys_are_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wxpilot(dir.path(), &["secrets", "generate-key"]);
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert!(wxpilot_core::MasterKey::from_base64(key.trim()).is_ok());
+}
