@@ -59,9 +59,15 @@ pub enum ApiError {
     /// 405.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 408.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 429.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 413.
     #[error("request body is larger than the {0}-byte limit")]
     PayloadTooLarge(usize),
@@ -92,7 +98,9 @@ impl ApiError {
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            ApiError::RequestTimeout => ("request-timeout", "Request timeout"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::TooManyRequests(_) => ("too-many-requests", "Too many requests"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
@@ -143,7 +151,9 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -154,7 +164,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Internal(cause) = self {
-            tracing::error!(error = ?cause, "request failed");
+            tracing::error!(error = %format!("{cause:#}"), "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));

@@ -16,6 +16,9 @@ use crate::error::ApiError;
 /// A JSON request body.
 pub struct Json<T>(pub T);
 
+/// Longest time a client may take to send its body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The body size limit, set once as app data.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
@@ -42,7 +45,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             if declared.is_some_and(|len| len > limit) {
                 return Err(ApiError::PayloadTooLarge(limit));
             }
-            let body = bytes.await.map_err(|e| body_error(&e, limit))?;
+            let body = tokio::time::timeout(BODY_TIMEOUT, bytes)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)?
+                .map_err(|e| body_error(&e, limit))?;
             if body.len() > limit {
                 return Err(ApiError::PayloadTooLarge(limit));
             }
@@ -85,15 +91,47 @@ pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
             ))),
         };
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    if let Some(path) = nul_path(&value, String::new()) {
+        let field = if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        };
+        return Err(ApiError::field(&field, "must not contain NUL characters"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         json_error(&path, &inner)
-    })?;
-    de.end()
-        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-    Ok(value)
+    })
+}
+
+/// The path of the first string (or key) holding a NUL character: no database stores it
+/// as text, and no WeChat text contains it.
+fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_path(v, here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 fn json_error(path: &str, err: &serde_json::Error) -> ApiError {
@@ -151,11 +189,22 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(
-            serde_urlencoded::from_str::<T>(req.query_string())
+        let query = req.query_string();
+        let has_nul =
+            serde_urlencoded::from_str::<Vec<(String, String)>>(query).is_ok_and(|pairs| {
+                pairs
+                    .iter()
+                    .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+            });
+        std::future::ready(if has_nul {
+            Err(ApiError::BadRequest(
+                "the query string must not contain NUL characters".into(),
+            ))
+        } else {
+            serde_urlencoded::from_str::<T>(query)
                 .map(Query)
-                .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}"))),
-        )
+                .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))
+        })
     }
 }
 
@@ -215,6 +264,18 @@ mod tests {
         assert_eq!(
             field_of(r#"{"name":"a","count":1,"mode":"safe","x":1}"#),
             (422, vec!["x".to_owned()])
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_with_their_field() {
+        assert_eq!(
+            field_of(r#"{"name":"a\u0000b","count":1,"mode":"safe"}"#),
+            (422, vec!["name".to_owned()])
+        );
+        assert_eq!(
+            field_of(r#"{"name":"a","count":1,"mode":"safe","x":["ok","\u0000"]}"#),
+            (422, vec!["x[1]".to_owned()])
         );
     }
 

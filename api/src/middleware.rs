@@ -32,6 +32,26 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
     ok.then(|| text.to_owned())
 }
 
+/// The method as a metrics label: unknown methods share one label, so clients cannot
+/// grow the label set without bound.
+fn method_label(method: &actix_web::http::Method) -> String {
+    use actix_web::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    if known.contains(method) {
+        method.to_string()
+    } else {
+        "OTHER".to_owned()
+    }
+}
+
 /// Request id, span, access log and metrics.
 pub async fn observe(
     req: ServiceRequest,
@@ -44,7 +64,7 @@ pub async fn observe(
         .and_then(sane_request_id)
         .unwrap_or_else(wxpilot_core::ids::new_id);
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let span =
         tracing::info_span!("http", request_id = %request_id, method = %method, path = %req.path());
     let state = req.app_data::<web::Data<AppState>>().cloned();

@@ -63,6 +63,7 @@ impl Application {
             settings: settings.clone(),
             metrics: Metrics::new()?,
             redis,
+            logins: Default::default(),
         });
         let port = listener.local_addr()?.port();
         let doc = crate::openapi::document();

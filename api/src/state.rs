@@ -22,4 +22,6 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Redis, when the production queue is configured.
     pub redis: Option<redis::Client>,
+    /// Failed password sign-ins.
+    pub logins: crate::ratelimit::LoginLimiter,
 }

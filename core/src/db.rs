@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use secrecy::{ExposeSecret, SecretString};
 use wxpilot_migration::{Migrator, MigratorTrait};
 
@@ -50,8 +53,32 @@ fn ensure_sqlite_folder(url: &str) -> anyhow::Result<()> {
     if let Some(dir) = std::path::Path::new(path).parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir)
+        crate::secrets::create_private_dir(dir)
             .with_context(|| format!("creating the database folder {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`), so concurrent writers wait for each other (up to the busy timeout)
+/// instead of failing with "database is locked" when a read lock cannot be upgraded.
+pub async fn begin_write<C: TransactionTrait>(conn: &C) -> Result<C::Transaction, DbErr> {
+    conn.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
+/// Serialises writers of one tenant's rows on Postgres (`SELECT … FOR UPDATE` on the
+/// tenant); on SQLite `begin_write` already serialises every writer.
+pub async fn lock_tenant(txn: &DatabaseTransaction, tenant_id: &str) -> Result<(), DbErr> {
+    use sea_orm::{EntityTrait, QuerySelect};
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        wxpilot_entity::tenant::Entity::find_by_id(tenant_id)
+            .lock_exclusive()
+            .one(txn)
+            .await?;
     }
     Ok(())
 }

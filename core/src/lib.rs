@@ -4,6 +4,7 @@
 pub mod db;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod keys;
 pub mod passwords;
 pub mod secrets;

@@ -109,8 +109,8 @@ impl MasterKey {
         match std::fs::read_to_string(path) {
             Ok(text) => Ok((Self::from_base64(&text)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(file_err)?;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    create_private_dir(dir).map_err(file_err)?;
                 }
                 let key = Self::generate();
                 let mut file = create_private_file(path).map_err(file_err)?;
@@ -135,6 +135,26 @@ impl MasterKey {
 
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(self.bytes.expose_secret().into())
+    }
+}
+
+/// Creates `dir` (and parents) readable by the owner only, when it does not exist yet.
+/// It holds the embedded database and the master key.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
     }
 }
 

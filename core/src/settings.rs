@@ -115,6 +115,72 @@ impl Default for DatabaseSettings {
     }
 }
 
+/// The job system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Most jobs one tenant may have running at once, across all workers.
+    pub tenant_max_running: u64,
+    /// Seconds a worker's hold on a job lasts without renewal; a dead worker's jobs are
+    /// taken back this long after it stopped.
+    pub lease_secs: u64,
+    /// Milliseconds between sweeps for jobs that should be on the queue and are not.
+    pub sweep_interval_ms: u64,
+    /// Seconds after which a due job that was dispatched but not picked up is dispatched again.
+    pub redispatch_after_secs: u64,
+    /// Seconds running jobs get to finish after SIGTERM before they are handed back.
+    pub shutdown_grace_secs: u64,
+    /// Milliseconds between polls of the embedded (SQLite) queue.
+    pub poll_interval_ms: u64,
+    /// Per-kind overrides of attempts, timeout, concurrency and backoff.
+    pub kinds: std::collections::BTreeMap<String, crate::jobs::KindPolicy>,
+    /// Webhook delivery.
+    pub webhooks: WebhookSettings,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            tenant_max_running: 8,
+            lease_secs: 30,
+            sweep_interval_ms: 2_000,
+            redispatch_after_secs: 30,
+            shutdown_grace_secs: 30,
+            poll_interval_ms: 100,
+            kinds: Default::default(),
+            webhooks: WebhookSettings::default(),
+        }
+    }
+}
+
+/// Webhook delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Attempts per delivery before it is marked failed.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubles each time (with jitter).
+    pub backoff_base_ms: u64,
+    /// Longest retry delay in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Seconds to wait for a receiver's answer.
+    pub timeout_secs: u64,
+    /// Milliseconds between looks for due deliveries.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            backoff_base_ms: 10_000,
+            backoff_max_ms: 60 * 60 * 1000,
+            timeout_secs: 10,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
 /// Everything wxpilot reads at start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -141,6 +207,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Database pool.
     pub database: DatabaseSettings,
+    /// The job system.
+    pub jobs: JobSettings,
 }
 
 impl Default for Settings {
@@ -157,6 +225,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             auth: AuthSettings::default(),
             database: DatabaseSettings::default(),
+            jobs: JobSettings::default(),
         }
     }
 }

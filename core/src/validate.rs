@@ -141,6 +141,21 @@ pub fn password(checks: &mut Checks, field: &str, value: &str) {
     );
 }
 
+/// Earliest and latest years accepted for dates (every database stores these alike).
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=2200;
+
+/// A date within [`YEARS`].
+pub fn date_in_range(checks: &mut Checks, field: &str, date: Option<NaiveDate>) {
+    use chrono::Datelike;
+    if let Some(date) = date {
+        checks.check(
+            YEARS.contains(&date.year()),
+            field,
+            format!("must be between {} and {}", YEARS.start(), YEARS.end()),
+        );
+    }
+}
+
 /// Start on or before end, when both are given.
 pub fn date_order(
     checks: &mut Checks,

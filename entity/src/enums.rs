@@ -123,3 +123,63 @@ pub enum CampaignStatus {
     #[sea_orm(string_value = "archived")]
     Archived,
 }
+
+/// Where a job stands. `succeeded`, `cancelled` and `dead` are final.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a worker (or for its retry time).
+    #[sea_orm(string_value = "queued")]
+    Queued,
+    /// A worker holds it.
+    #[sea_orm(string_value = "running")]
+    Running,
+    /// Done; `result` holds the outcome.
+    #[sea_orm(string_value = "succeeded")]
+    Succeeded,
+    /// The last attempt failed and another is scheduled at `run_at`; `error` says why.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    /// Cancelled on request.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+    /// Out of attempts, or failed with an error retrying cannot fix; `error` keeps the last
+    /// error. `POST /v1/jobs/{id}/retry` queues it again.
+    #[sea_orm(string_value = "dead")]
+    Dead,
+}
+
+impl JobStatus {
+    /// Whether nothing more will happen to the job (unless retried by hand).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Cancelled | JobStatus::Dead
+        )
+    }
+
+    /// The status's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Dead => "dead",
+        }
+    }
+}

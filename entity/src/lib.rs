@@ -8,8 +8,12 @@ pub mod api_key;
 pub mod audit_event;
 pub mod campaign;
 pub mod enums;
+pub mod job;
 pub mod official_account;
 pub mod tenant;
+pub mod usage_record;
 pub mod user;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 
-pub use enums::{CampaignStatus, EncryptionMode, Role};
+pub use enums::{CampaignStatus, EncryptionMode, JobStatus, Role};

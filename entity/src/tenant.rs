@@ -10,6 +10,8 @@ pub struct Model {
     pub name: String,
     #[sea_orm(unique)]
     pub slug: String,
+    /// LLM tokens a month; new LLM jobs fail fast once it is used up. None: no limit.
+    pub monthly_token_budget: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_foundation;
+mod m20261203_000002_jobs;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -12,6 +13,9 @@ pub struct Migrator;
 #[sea_orm_migration::async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261203_000001_foundation::Migration)]
+        vec![
+            Box::new(m20261203_000001_foundation::Migration),
+            Box::new(m20261203_000002_jobs::Migration),
+        ]
     }
 }

@@ -73,7 +73,12 @@ impl JwtKeys {
     /// A token for `actor`, and when it expires.
     pub fn issue(&self, actor: &Actor) -> anyhow::Result<(String, DateTime<Utc>)> {
         let now = Utc::now();
-        let expires = now + chrono::Duration::seconds(i64::try_from(self.ttl_secs).unwrap_or(900));
+        let mut expires =
+            now + chrono::Duration::seconds(i64::try_from(self.ttl_secs).unwrap_or(900));
+        // A token never outlives the key it was exchanged for.
+        if let Some(limit) = actor.expires_at {
+            expires = expires.min(limit);
+        }
         self.issue_with_times(actor, now.timestamp(), expires.timestamp())
             .map(|t| (t, expires))
     }
@@ -118,6 +123,7 @@ impl JwtKeys {
             role: claims.role,
             scopes,
             request_id: None,
+            expires_at: None,
         })
     }
 }
@@ -135,6 +141,7 @@ mod tests {
             role: Role::Editor,
             scopes: Scopes::all(),
             request_id: None,
+            expires_at: None,
         }
     }
 

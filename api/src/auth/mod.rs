@@ -60,10 +60,11 @@ impl FromRequest for Auth {
             let mut actor = if looks_like_api_key(&credential) {
                 login::actor_for_api_key(&state.db, &credential).await?
             } else {
-                state
+                let claimed = state
                     .jwt
                     .verify(&credential)
-                    .map_err(|e| ApiError::Unauthorized(e.0.into()))?
+                    .map_err(|e| ApiError::Unauthorized(e.0.into()))?;
+                login::refresh_token_actor(&state.db, claimed).await?
             };
             actor.request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
             req.extensions_mut()

@@ -57,11 +57,16 @@ pub struct TokenResponse {
 #[utoipa::path(
     tag = "auth",
     request_body = TokenRequest,
-    responses((status = 200, description = "A token", body = TokenResponse))
+    responses(
+        (status = 200, description = "A token", body = TokenResponse),
+        (status = 401, description = "Unknown, revoked or expired key; wrong email or password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins", body = crate::error::Problem, content_type = "application/problem+json")
+    )
 )]
 #[post("/auth/token")]
 pub async fn token(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     body: Json<TokenRequest>,
 ) -> ApiResult<web::Json<TokenResponse>> {
     let actor = match body.0 {
@@ -72,9 +77,7 @@ pub async fn token(
             tenant,
             email,
             password,
-        } => {
-            login::actor_for_password(&state.db, &tenant, &email, password.expose_secret()).await?
-        }
+        } => password_login(&state, &req, &tenant, &email, &password).await?,
     };
     let (access_token, expires_at) = state.jwt.issue(&actor).map_err(ApiError::Internal)?;
     Ok(web::Json(TokenResponse {
@@ -85,4 +88,40 @@ pub async fn token(
         tenant_id: actor.tenant_id,
         role: actor.role,
     }))
+}
+
+/// Email and password sign-in, throttled per account and per client address.
+async fn password_login(
+    state: &AppState,
+    req: &actix_web::HttpRequest,
+    tenant: &str,
+    email: &str,
+    password: &SecretString,
+) -> ApiResult<wxpilot_core::service::Actor> {
+    let account = format!("account:{tenant}:{}", email.trim().to_lowercase());
+    let peer = format!(
+        "peer:{}",
+        req.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    );
+    let now = std::time::Instant::now();
+    for key in [&account, &peer] {
+        if let Err(wait) = state.logins.check(key, now) {
+            return Err(ApiError::TooManyRequests(format!(
+                "too many failed sign-ins; try again in {wait} s"
+            )));
+        }
+    }
+    match login::actor_for_password(&state.db, tenant, email, password.expose_secret()).await {
+        Ok(actor) => {
+            state.logins.reset(&account);
+            Ok(actor)
+        }
+        Err(e) => {
+            state.logins.record_failure(&account, now);
+            state.logins.record_failure(&peer, now);
+            Err(e.into())
+        }
+    }
 }

@@ -16,6 +16,7 @@ fn actor_of(tenant: &TestTenant, role: Role) -> Actor {
         role,
         scopes: Scopes::all(),
         request_id: None,
+        expires_at: None,
     }
 }
 

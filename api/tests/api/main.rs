@@ -10,6 +10,7 @@ mod accounts;
 mod auth;
 mod bad_input;
 mod campaigns;
+mod hardening;
 mod isolation;
 mod operations;
 mod secrets;

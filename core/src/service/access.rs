@@ -21,16 +21,25 @@ pub enum Area {
     ApiKeys,
     /// The audit log.
     Audit,
+    /// Jobs.
+    Jobs,
+    /// Webhook endpoints and deliveries.
+    Webhooks,
+    /// The usage ledger.
+    Usage,
 }
 
 impl Area {
     /// Every area, in a stable order.
-    pub const ALL: [Area; 5] = [
+    pub const ALL: [Area; 8] = [
         Area::Accounts,
         Area::Campaigns,
         Area::Users,
         Area::ApiKeys,
         Area::Audit,
+        Area::Jobs,
+        Area::Webhooks,
+        Area::Usage,
     ];
 
     /// The area's scope name.
@@ -41,6 +50,9 @@ impl Area {
             Area::Users => "users",
             Area::ApiKeys => "api_keys",
             Area::Audit => "audit",
+            Area::Jobs => "jobs",
+            Area::Webhooks => "webhooks",
+            Area::Usage => "usage",
         }
     }
 
@@ -62,10 +74,12 @@ pub enum Access {
 /// The lowest role that may perform `access` on `area`.
 pub fn min_role(area: Area, access: Access) -> Role {
     match (area, access) {
-        (Area::Accounts | Area::Campaigns, Access::Read) => Role::Viewer,
-        (Area::Campaigns, Access::Write) => Role::Editor,
+        (Area::Accounts | Area::Campaigns | Area::Jobs | Area::Usage, Access::Read) => Role::Viewer,
+        (Area::Campaigns | Area::Jobs, Access::Write) => Role::Editor,
         (Area::Accounts, Access::Write) => Role::Admin,
-        (Area::Users | Area::ApiKeys | Area::Audit, _) => Role::Admin,
+        (Area::Users | Area::ApiKeys | Area::Audit | Area::Webhooks | Area::Usage, _) => {
+            Role::Admin
+        }
     }
 }
 
@@ -105,6 +119,15 @@ impl Scopes {
             }
         }
         Ok(Scopes::Only(areas))
+    }
+
+    /// Whether every area `other` covers is covered here too.
+    pub fn contains(&self, other: &Scopes) -> bool {
+        match (self, other) {
+            (Scopes::All, _) => true,
+            (Scopes::Only(_), Scopes::All) => false,
+            (Scopes::Only(mine), Scopes::Only(theirs)) => theirs.iter().all(|a| mine.contains(a)),
+        }
     }
 
     /// The scope names, as stored and shown.

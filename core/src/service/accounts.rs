@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, TransactionTrait,
+    Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -241,7 +241,7 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let saved = model
         .insert(&txn)
         .await
@@ -365,7 +365,7 @@ pub async fn update(
     );
     checks.finish()?;
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
     let mut changes = serde_json::Map::new();
     let mut model: official_account::ActiveModel = current.clone().into();
@@ -432,7 +432,7 @@ pub async fn update(
 
 /// Deletes an account and, by cascade, its campaigns.
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
     official_account::Entity::delete_many()
         .filter(official_account::Column::TenantId.eq(&actor.tenant_id))

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use wxpilot_entity::{Role, api_key};
 
 use super::audit::{self, Action};
+use super::users::OwnerChange;
 use super::{Actor, Page, PageRequest, Scopes, fetch_page};
 use crate::error::{ServiceError, ServiceResult};
 use crate::ids::{is_id, new_id};
@@ -134,10 +135,26 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
     checks.finish()?;
     actor.require_at_least(input.role)?;
     let scopes = scopes.unwrap_or_else(Scopes::all);
+    if !actor.scopes.contains(&scopes) {
+        return Err(ServiceError::Forbidden(
+            "a key cannot be given scopes its creator does not have".into(),
+        ));
+    }
+    // A key made by an expiring key expires no later than its maker.
+    let expires_at = match (input.expires_at, actor.expires_at) {
+        (Some(asked), Some(limit)) if asked > limit => {
+            return Err(ServiceError::field(
+                "expires_at",
+                format!("must not be after {limit}, when the creating key expires"),
+            ));
+        }
+        (None, limit) => limit,
+        (asked, _) => asked,
+    };
 
     let generated = keys::generate();
     let id = new_id();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let saved = api_key::ActiveModel {
         id: Set(id.clone()),
         tenant_id: Set(actor.tenant_id.clone()),
@@ -148,7 +165,7 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
         scopes: Set(json!(scopes.names())),
         created_by: Set(actor.subject.clone()),
         last_used_at: Set(None),
-        expires_at: Set(input.expires_at),
+        expires_at: Set(expires_at),
         revoked_at: Set(None),
         created_at: Set(Utc::now()),
     }
@@ -160,7 +177,7 @@ pub async fn create<C: ConnectionTrait + TransactionTrait>(
         Action::Create,
         RESOURCE,
         &id,
-        json!({"name": input.name, "role": input.role, "scopes": scopes.names(), "prefix": generated.display_prefix, "expires_at": input.expires_at}),
+        json!({"name": input.name, "role": input.role, "scopes": scopes.names(), "prefix": generated.display_prefix, "expires_at": expires_at}),
     )
     .await?;
     txn.commit().await?;
@@ -220,7 +237,7 @@ pub async fn update(
     );
     checks.finish()?;
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
     actor.require_at_least(current.role)?;
     let mut changes = serde_json::Map::new();
@@ -230,6 +247,13 @@ pub async fn update(
         model.name = Set(v);
     }
     if patch.revoked == Some(true) && current.revoked_at.is_none() {
+        super::users::keep_an_owner(
+            &txn,
+            &actor.tenant_id,
+            OwnerChange::Key(&current.id),
+            current.role,
+        )
+        .await?;
         changes.insert("revoked".into(), json!(true));
         model.revoked_at = Set(Some(Utc::now()));
     }
@@ -253,10 +277,17 @@ pub async fn update(
 
 /// Revokes a key. The record stays, so the audit trail and `revoked_at` remain visible.
 pub async fn revoke(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
     actor.require_at_least(current.role)?;
     if current.revoked_at.is_none() {
+        super::users::keep_an_owner(
+            &txn,
+            &actor.tenant_id,
+            OwnerChange::Key(&current.id),
+            current.role,
+        )
+        .await?;
         let mut model: api_key::ActiveModel = current.clone().into();
         model.revoked_at = Set(Some(Utc::now()));
         model.update(&txn).await?;

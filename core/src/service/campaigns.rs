@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, TransactionTrait,
+    Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -14,7 +14,7 @@ use super::audit::{self, Action};
 use super::{Actor, Page, PageRequest, accounts, double_option, fetch_page};
 use crate::error::{ServiceError, ServiceResult};
 use crate::ids::{is_id, new_id};
-use crate::validate::{Checks, date_order};
+use crate::validate::{Checks, date_in_range, date_order};
 
 const RESOURCE: &str = "campaign";
 const MAX_BRIEF: usize = 20_000;
@@ -154,8 +154,10 @@ pub async fn create(
     checks.text("brief", &input.brief, 0, MAX_BRIEF);
     checks.text("audience", &input.audience, 0, MAX_AUDIENCE);
     check_goals(&mut checks, &input.goals);
+    date_in_range(&mut checks, "start_date", input.start_date);
+    date_in_range(&mut checks, "end_date", input.end_date);
     date_order(&mut checks, input.start_date, input.end_date, "end_date");
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     // Another tenant's account is reported exactly like a missing one.
     checks.check(
         accounts::exists(&txn, actor, &input.account_id).await?,
@@ -251,7 +253,7 @@ pub async fn update(
     id: &str,
     patch: CampaignPatch,
 ) -> ServiceResult<Campaign> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
     let mut checks = Checks::new();
     if let Some(v) = &patch.name {
@@ -268,6 +270,8 @@ pub async fn update(
     }
     let start = patch.start_date.unwrap_or(current.start_date);
     let end = patch.end_date.unwrap_or(current.end_date);
+    date_in_range(&mut checks, "start_date", start);
+    date_in_range(&mut checks, "end_date", end);
     date_order(&mut checks, start, end, "end_date");
     checks.finish()?;
 
@@ -322,7 +326,7 @@ pub async fn update(
 
 /// Deletes a campaign.
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
     campaign::Entity::delete_many()
         .filter(campaign::Column::TenantId.eq(&actor.tenant_id))

@@ -36,6 +36,7 @@ pub async fn actor_for_api_key(db: &DatabaseConnection, presented: &str) -> Serv
         role: found.role,
         scopes,
         request_id: None,
+        expires_at: found.expires_at,
     };
     if found
         .last_used_at
@@ -84,7 +85,46 @@ pub async fn actor_for_password(
             role: u.role,
             scopes: Scopes::all(),
             request_id: None,
+            expires_at: None,
         }),
         _ => Err(ServiceError::Unauthorized(BAD_PASSWORD.into())),
+    }
+}
+
+const GONE: &str = "the token's credential was revoked, expired or deleted";
+
+/// Re-checks the credential a JWT was issued for, so that revoking a key, deleting a user
+/// or changing a role takes effect at once rather than when the token expires. Returns
+/// the actor with the role and scopes the credential has now.
+pub async fn refresh_token_actor(db: &DatabaseConnection, claimed: Actor) -> ServiceResult<Actor> {
+    let now = Utc::now();
+    match claimed.subject.split_once(':') {
+        Some(("api_key", id)) => {
+            let key = api_key::Entity::find_by_id(id)
+                .filter(api_key::Column::TenantId.eq(&claimed.tenant_id))
+                .one(db)
+                .await?
+                .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > now))
+                .ok_or_else(|| ServiceError::Unauthorized(GONE.into()))?;
+            let names: Vec<String> = serde_json::from_value(key.scopes.clone()).unwrap_or_default();
+            Ok(Actor {
+                role: key.role,
+                scopes: Scopes::parse(&names).unwrap_or(Scopes::Only(Vec::new())),
+                expires_at: key.expires_at,
+                ..claimed
+            })
+        }
+        Some(("user", id)) => {
+            let user = user::Entity::find_by_id(id)
+                .filter(user::Column::TenantId.eq(&claimed.tenant_id))
+                .one(db)
+                .await?
+                .ok_or_else(|| ServiceError::Unauthorized(GONE.into()))?;
+            Ok(Actor {
+                role: user.role,
+                ..claimed
+            })
+        }
+        _ => Err(ServiceError::Unauthorized(GONE.into())),
     }
 }

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod campaigns;
+pub mod jobs;
 pub mod login;
 pub mod tenants;
 pub mod users;
@@ -36,6 +37,8 @@ pub struct Actor {
     pub scopes: Scopes,
     /// The request this action belongs to, for the audit log.
     pub request_id: Option<String>,
+    /// When the credential stops working (expiring API keys); what it creates may not outlive it.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Actor {
@@ -47,6 +50,7 @@ impl Actor {
             role: Role::Owner,
             scopes: Scopes::all(),
             request_id: None,
+            expires_at: None,
         }
     }
 
@@ -59,9 +63,20 @@ impl Actor {
     pub fn require_at_least(&self, role: Role) -> ServiceResult<()> {
         if role > self.role {
             return Err(ServiceError::Forbidden(format!(
-                "a {} cannot grant or manage the {} role",
+                "the {} role cannot grant or manage the {} role",
                 self.role.as_str(),
                 role.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fails with 403 unless the credential covers every area: users sign in with every
+    /// scope, so a scoped credential managing users could widen its own reach.
+    pub fn require_all_scopes(&self, what: &str) -> ServiceResult<()> {
+        if self.scopes != Scopes::All {
+            return Err(ServiceError::Forbidden(format!(
+                "a credential limited to scopes cannot {what}"
             )));
         }
         Ok(())
@@ -78,7 +93,7 @@ pub const MAX_LIMIT: u64 = 200;
 #[into_params(parameter_in = Query)]
 pub struct PageRequest {
     /// Items per page, 1 to 200 (default 50).
-    pub limit: Option<u64>,
+    pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
@@ -86,13 +101,16 @@ pub struct PageRequest {
 impl PageRequest {
     /// The limit and cursor, checked.
     pub fn checked(&self) -> ServiceResult<(u64, Option<&str>)> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT as i64);
+        let Some(limit) = u64::try_from(limit)
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+        else {
             return Err(ServiceError::field(
                 "limit",
                 format!("must be between 1 and {MAX_LIMIT}"),
             ));
-        }
+        };
         match self.cursor.as_deref() {
             Some(c) if !crate::ids::is_id(c) => Err(ServiceError::field(
                 "cursor",

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set, TransactionTrait,
+    Set,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -80,11 +80,12 @@ pub async fn create(
 
     let id = new_id();
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let saved = tenant::ActiveModel {
         id: Set(id.clone()),
         name: Set(name.to_owned()),
         slug: Set(slug.clone()),
+        monthly_token_budget: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

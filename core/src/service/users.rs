@@ -3,14 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
-use wxpilot_entity::{Role, user};
+use wxpilot_entity::{Role, api_key, user};
 
 use super::audit::{self, Action, REDACTED};
 use super::{Actor, Page, PageRequest, conflict_on_unique, fetch_page};
@@ -99,11 +99,12 @@ pub async fn create(db: &DatabaseConnection, actor: &Actor, input: NewUser) -> S
     validate::password(&mut checks, "password", input.password.expose_secret());
     checks.finish()?;
     actor.require_at_least(input.role)?;
+    actor.require_all_scopes("create users")?;
 
     let password_hash = hash_password(&input.password).await?;
     let id = new_id();
     let now = Utc::now();
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let saved = user::ActiveModel {
         id: Set(id.clone()),
         tenant_id: Set(actor.tenant_id.clone()),
@@ -162,12 +163,49 @@ pub async fn list<C: ConnectionTrait>(
     Ok(Page::from_rows(rows, limit, |m| &m.id, User::from))
 }
 
-async fn owner_count<C: ConnectionTrait>(conn: &C, tenant_id: &str) -> ServiceResult<u64> {
-    Ok(user::Entity::find()
+/// An owner credential about to be removed or demoted.
+pub(crate) enum OwnerChange<'a> {
+    /// A user losing the owner role or being deleted.
+    User(&'a str),
+    /// An owner API key being revoked.
+    Key(&'a str),
+}
+
+/// Fails with 409 when the change would leave the tenant with no owner credential (an
+/// owner user or a live owner API key). Locks the tenant first on Postgres, so two
+/// owners demoting each other at once cannot both succeed.
+pub(crate) async fn keep_an_owner(
+    txn: &DatabaseTransaction,
+    tenant_id: &str,
+    change: OwnerChange<'_>,
+    role: Role,
+) -> ServiceResult<()> {
+    if role != Role::Owner {
+        return Ok(());
+    }
+    crate::db::lock_tenant(txn, tenant_id).await?;
+    let mut users = user::Entity::find()
         .filter(user::Column::TenantId.eq(tenant_id))
-        .filter(user::Column::Role.eq(Role::Owner))
-        .count(conn)
-        .await?)
+        .filter(user::Column::Role.eq(Role::Owner));
+    let mut keys = api_key::Entity::find()
+        .filter(api_key::Column::TenantId.eq(tenant_id))
+        .filter(api_key::Column::Role.eq(Role::Owner))
+        .filter(api_key::Column::RevokedAt.is_null())
+        .filter(
+            sea_orm::Condition::any()
+                .add(api_key::Column::ExpiresAt.is_null())
+                .add(api_key::Column::ExpiresAt.gt(Utc::now())),
+        );
+    match change {
+        OwnerChange::User(id) => users = users.filter(user::Column::Id.ne(id)),
+        OwnerChange::Key(id) => keys = keys.filter(api_key::Column::Id.ne(id)),
+    }
+    if users.count(txn).await? + keys.count(txn).await? == 0 {
+        return Err(ServiceError::Conflict(
+            "this is the tenant's last owner (user or API key); make another owner first".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies `patch` to a user.
@@ -185,25 +223,27 @@ pub async fn update(
         validate::password(&mut checks, "password", v.expose_secret());
     }
     checks.finish()?;
+    actor.require_all_scopes("change users")?;
     let new_hash = match &patch.password {
         Some(p) => Some(hash_password(p).await?),
         None => None,
     };
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
     actor.require_at_least(current.role)?;
     let mut changes = serde_json::Map::new();
     let mut model: user::ActiveModel = current.clone().into();
     if let Some(role) = patch.role {
         actor.require_at_least(role)?;
-        if current.role == Role::Owner
-            && role != Role::Owner
-            && owner_count(&txn, &actor.tenant_id).await? <= 1
-        {
-            return Err(ServiceError::Conflict(
-                "the tenant's last owner cannot be demoted".into(),
-            ));
+        if role != Role::Owner {
+            keep_an_owner(
+                &txn,
+                &actor.tenant_id,
+                OwnerChange::User(&current.id),
+                current.role,
+            )
+            .await?;
         }
         changes.insert("role".into(), json!(role));
         model.role = Set(role);
@@ -237,14 +277,16 @@ pub async fn update(
 
 /// Deletes a user.
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
     actor.require_at_least(current.role)?;
-    if current.role == Role::Owner && owner_count(&txn, &actor.tenant_id).await? <= 1 {
-        return Err(ServiceError::Conflict(
-            "the tenant's last owner cannot be deleted".into(),
-        ));
-    }
+    keep_an_owner(
+        &txn,
+        &actor.tenant_id,
+        OwnerChange::User(&current.id),
+        current.role,
+    )
+    .await?;
     user::Entity::delete_many()
         .filter(user::Column::TenantId.eq(&actor.tenant_id))
         .filter(user::Column::Id.eq(&current.id))

@@ -1,0 +1,445 @@
+//! Job state transitions, each a guarded update so that two workers, a duplicate message
+//! or a late worker whose lease was taken over can never both win.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
+};
+use serde_json::Value;
+use wxpilot_entity::{JobStatus, job, tenant, usage_record};
+
+use super::webhooks;
+use crate::ids::new_id;
+
+/// What happened when a worker tried to take a job.
+#[derive(Debug)]
+pub enum Claim {
+    /// The worker now holds the job.
+    Claimed(Box<job::Model>),
+    /// Not due yet: look again at this time.
+    NotYet(DateTime<Utc>),
+    /// The tenant already runs its maximum; try again shortly.
+    TenantBusy,
+    /// Another live worker holds it.
+    Held,
+    /// Nothing to do: finished, cancelled, or unknown.
+    Gone,
+}
+
+fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30))
+}
+
+/// Whether a worker may take the job now: queued or failed and due, or running under a
+/// lease that has run out (its worker died).
+fn claimable(job: &job::Model, now: DateTime<Utc>) -> Result<(), Claim> {
+    match job.status {
+        JobStatus::Queued | JobStatus::Failed if job.run_at > now => Err(Claim::NotYet(job.run_at)),
+        JobStatus::Queued | JobStatus::Failed => Ok(()),
+        JobStatus::Running if job.lease_expires_at.is_some_and(|at| at <= now) => Ok(()),
+        JobStatus::Running => Err(Claim::Held),
+        JobStatus::Succeeded | JobStatus::Cancelled | JobStatus::Dead => Err(Claim::Gone),
+    }
+}
+
+/// Takes job `id` for `worker` unless someone else may have it, the tenant is at its cap
+/// of running jobs, or it is not due. A lease that ran out counts as a spent attempt.
+pub async fn claim(
+    db: &DatabaseConnection,
+    id: &str,
+    worker: &str,
+    lease: Duration,
+    tenant_cap: u64,
+) -> anyhow::Result<Claim> {
+    let txn = crate::db::begin_write(db).await?;
+    let Some(current) = job::Entity::find_by_id(id).one(&txn).await? else {
+        return Ok(Claim::Gone);
+    };
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        // Serialise claims per tenant so the cap holds exactly under concurrency.
+        tenant::Entity::find_by_id(&current.tenant_id)
+            .lock_exclusive()
+            .one(&txn)
+            .await?;
+    }
+    let now = Utc::now();
+    if let Err(outcome) = claimable(&current, now) {
+        return Ok(outcome);
+    }
+    if current.cancel_requested {
+        finish(
+            &txn,
+            &current,
+            JobStatus::Cancelled,
+            None,
+            Some("cancelled before it ran"),
+        )
+        .await?;
+        txn.commit().await?;
+        return Ok(Claim::Gone);
+    }
+    if current.status == JobStatus::Running && current.attempts >= current.max_attempts {
+        let error = format!(
+            "the worker running attempt {} stopped responding, and no attempts are left",
+            current.attempts
+        );
+        finish(&txn, &current, JobStatus::Dead, None, Some(&error)).await?;
+        webhooks::enqueue_for_job(&txn, &current, "job.dead", &error).await?;
+        txn.commit().await?;
+        return Ok(Claim::Gone);
+    }
+    let running = job::Entity::find()
+        .filter(job::Column::TenantId.eq(&current.tenant_id))
+        .filter(job::Column::Status.eq(JobStatus::Running))
+        .filter(job::Column::LeaseExpiresAt.gt(now))
+        .filter(job::Column::Id.ne(&current.id))
+        .count(&txn)
+        .await?;
+    if running >= tenant_cap.max(1) {
+        return Ok(Claim::TenantBusy);
+    }
+    let updated = job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value(JobStatus::Running))
+        .col_expr(job::Column::Attempts, Expr::value(current.attempts + 1))
+        .col_expr(job::Column::LeaseOwner, Expr::value(worker))
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            Expr::value(lease_until(now, lease)),
+        )
+        .col_expr(
+            job::Column::StartedAt,
+            Expr::value(current.started_at.unwrap_or(now)),
+        )
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(job::Column::Id.eq(&current.id))
+        .filter(job::Column::UpdatedAt.eq(current.updated_at))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Ok(Claim::Held);
+    }
+    txn.commit().await?;
+    let claimed = job::Entity::find_by_id(id).one(db).await?;
+    Ok(claimed.map_or(Claim::Gone, |j| Claim::Claimed(Box::new(j))))
+}
+
+/// The lease holder's view after renewing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Still ours; `cancel` says whether cancellation was requested.
+    Held {
+        /// Cancellation was requested.
+        cancel: bool,
+    },
+    /// Someone else has it now (our lease ran out), or it is gone: stop working on it.
+    Lost,
+}
+
+fn owned_by(id: &str, worker: &str) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(job::Column::Id.eq(id))
+        .add(job::Column::Status.eq(JobStatus::Running))
+        .add(job::Column::LeaseOwner.eq(worker))
+}
+
+/// Extends the lease and reports whether cancellation was asked for.
+pub async fn renew(
+    db: &DatabaseConnection,
+    id: &str,
+    worker: &str,
+    lease: Duration,
+) -> anyhow::Result<Lease> {
+    let now = Utc::now();
+    let updated = job::Entity::update_many()
+        .col_expr(
+            job::Column::LeaseExpiresAt,
+            Expr::value(lease_until(now, lease)),
+        )
+        .filter(owned_by(id, worker))
+        .exec(db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Ok(Lease::Lost);
+    }
+    let cancel = job::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .is_some_and(|j| j.cancel_requested);
+    Ok(Lease::Held { cancel })
+}
+
+/// Records progress (0–100 and a message) of a job the worker holds.
+pub async fn progress(
+    db: &DatabaseConnection,
+    id: &str,
+    worker: &str,
+    percent: u8,
+    message: &str,
+) -> anyhow::Result<()> {
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::ProgressPercent,
+            Expr::value(i32::from(percent.min(100))),
+        )
+        .col_expr(job::Column::ProgressMessage, Expr::value(message))
+        .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(owned_by(id, worker))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn finish<C: ConnectionTrait>(
+    conn: &C,
+    current: &job::Model,
+    status: JobStatus,
+    result: Option<Value>,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let mut model: job::ActiveModel = current.clone().into();
+    model.status = Set(status);
+    if result.is_some() {
+        model.result = Set(result);
+    }
+    if let Some(error) = error {
+        model.error = Set(Some(error.to_owned()));
+    }
+    if status == JobStatus::Succeeded {
+        model.progress_percent = Set(100);
+    }
+    model.lease_owner = Set(None);
+    model.lease_expires_at = Set(None);
+    model.finished_at = Set(Some(now));
+    model.updated_at = Set(now);
+    model.update(conn).await?;
+    Ok(())
+}
+
+async fn held<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    worker: &str,
+) -> anyhow::Result<Option<job::Model>> {
+    Ok(job::Entity::find()
+        .filter(owned_by(id, worker))
+        .one(conn)
+        .await?)
+}
+
+/// Marks a held job succeeded with `result`, and records its usage, in one transaction.
+/// Returns false when the worker no longer held it (its effect is then not recorded).
+pub async fn succeed(
+    db: &DatabaseConnection,
+    id: &str,
+    worker: &str,
+    result: Value,
+    usage: &[(String, i64)],
+) -> anyhow::Result<bool> {
+    let txn = crate::db::begin_write(db).await?;
+    let Some(current) = held(&txn, id, worker).await? else {
+        return Ok(false);
+    };
+    finish(&txn, &current, JobStatus::Succeeded, Some(result), None).await?;
+    let now = Utc::now();
+    let mut records = vec![(format!("jobs.{}", current.kind), 1)];
+    records.extend(usage.iter().cloned());
+    for (metric, quantity) in records {
+        usage_record::ActiveModel {
+            id: Set(new_id()),
+            tenant_id: Set(current.tenant_id.clone()),
+            job_id: Set(Some(current.id.clone())),
+            metric: Set(metric),
+            quantity: Set(quantity),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+    }
+    webhooks::enqueue_for_job(&txn, &current, "job.succeeded", "").await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// What became of a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Another attempt is due at this time.
+    RetryAt(DateTime<Utc>),
+    /// No more attempts.
+    Dead,
+    /// The worker no longer held the job.
+    NotHeld,
+}
+
+/// Records a failed attempt: dead when `permanent` or out of attempts, else failed with a
+/// retry at `now + retry_delay`.
+pub async fn fail(
+    db: &DatabaseConnection,
+    id: &str,
+    worker: &str,
+    error: &str,
+    permanent: bool,
+    retry_delay: Duration,
+) -> anyhow::Result<AfterFailure> {
+    let txn = crate::db::begin_write(db).await?;
+    let Some(current) = held(&txn, id, worker).await? else {
+        return Ok(AfterFailure::NotHeld);
+    };
+    let outcome = if permanent || current.attempts >= current.max_attempts {
+        finish(&txn, &current, JobStatus::Dead, None, Some(error)).await?;
+        webhooks::enqueue_for_job(&txn, &current, "job.dead", error).await?;
+        AfterFailure::Dead
+    } else {
+        let now = Utc::now();
+        let run_at = lease_until(now, retry_delay);
+        let mut model: job::ActiveModel = current.clone().into();
+        model.status = Set(JobStatus::Failed);
+        model.error = Set(Some(error.to_owned()));
+        model.run_at = Set(run_at);
+        model.lease_owner = Set(None);
+        model.lease_expires_at = Set(None);
+        model.dispatched_at = Set(Some(now));
+        model.updated_at = Set(now);
+        model.update(&txn).await?;
+        webhooks::enqueue_for_job(&txn, &current, "job.failed", error).await?;
+        AfterFailure::RetryAt(run_at)
+    };
+    txn.commit().await?;
+    Ok(outcome)
+}
+
+/// Marks a held job cancelled (the worker stopped it on request).
+pub async fn cancelled(db: &DatabaseConnection, id: &str, worker: &str) -> anyhow::Result<()> {
+    if let Some(current) = held(db, id, worker).await? {
+        finish(
+            db,
+            &current,
+            JobStatus::Cancelled,
+            None,
+            Some("cancelled while running"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Hands a held job back unfinished (graceful shutdown): queued again, attempt not counted.
+pub async fn release(db: &DatabaseConnection, id: &str, worker: &str) -> anyhow::Result<()> {
+    if let Some(current) = held(db, id, worker).await? {
+        let now = Utc::now();
+        let mut model: job::ActiveModel = current.clone().into();
+        model.status = Set(JobStatus::Queued);
+        model.attempts = Set((current.attempts - 1).max(0));
+        model.lease_owner = Set(None);
+        model.lease_expires_at = Set(None);
+        model.run_at = Set(now);
+        model.dispatched_at = Set(None);
+        model.updated_at = Set(now);
+        model.update(db).await?;
+    }
+    Ok(())
+}
+
+/// Notes that job `id` was put on the queue now.
+pub async fn mark_dispatched(db: &DatabaseConnection, id: &str) -> anyhow::Result<()> {
+    job::Entity::update_many()
+        .col_expr(job::Column::DispatchedAt, Expr::value(Utc::now()))
+        .filter(job::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Jobs that should be on the queue and may not be: due but not dispatched within
+/// `redispatch_after`, or running under an expired lease. Returns `(id, kind)` pairs.
+pub async fn needing_dispatch(
+    db: &DatabaseConnection,
+    redispatch_after: Duration,
+    limit: u64,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let now = Utc::now();
+    let stale =
+        now - chrono::Duration::from_std(redispatch_after).unwrap_or(chrono::Duration::seconds(30));
+    let not_recent = sea_orm::Condition::any()
+        .add(job::Column::DispatchedAt.is_null())
+        .add(job::Column::DispatchedAt.lt(stale));
+    let due = sea_orm::Condition::all()
+        .add(job::Column::Status.is_in([JobStatus::Queued, JobStatus::Failed]))
+        .add(job::Column::RunAt.lte(now));
+    let orphaned = sea_orm::Condition::all()
+        .add(job::Column::Status.eq(JobStatus::Running))
+        .add(job::Column::LeaseExpiresAt.lt(now));
+    let rows = job::Entity::find()
+        .filter(
+            sea_orm::Condition::all()
+                .add(not_recent)
+                .add(sea_orm::Condition::any().add(due).add(orphaned)),
+        )
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|j| (j.id, j.kind)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(status: JobStatus, run_in: i64, lease_in: Option<i64>) -> job::Model {
+        let now = Utc::now();
+        job::Model {
+            id: "01JJOB00000000000000000000".into(),
+            tenant_id: "t".into(),
+            kind: "ping".into(),
+            payload: Value::Null,
+            status,
+            attempts: 1,
+            max_attempts: 3,
+            progress_percent: 0,
+            progress_message: None,
+            result: None,
+            error: None,
+            idempotency_key: None,
+            request_hash: None,
+            run_at: now + chrono::Duration::seconds(run_in),
+            lease_owner: lease_in.map(|_| "w".into()),
+            lease_expires_at: lease_in.map(|s| now + chrono::Duration::seconds(s)),
+            cancel_requested: false,
+            dispatched_at: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn who_may_claim() {
+        let now = Utc::now();
+        assert!(claimable(&job(JobStatus::Queued, -1, None), now).is_ok());
+        assert!(matches!(
+            claimable(&job(JobStatus::Failed, 60, None), now),
+            Err(Claim::NotYet(_))
+        ));
+        assert!(claimable(&job(JobStatus::Failed, -1, None), now).is_ok());
+        assert!(matches!(
+            claimable(&job(JobStatus::Running, -1, Some(30)), now),
+            Err(Claim::Held)
+        ));
+        assert!(
+            claimable(&job(JobStatus::Running, -1, Some(-1)), now).is_ok(),
+            "expired lease"
+        );
+        for done in [JobStatus::Succeeded, JobStatus::Cancelled, JobStatus::Dead] {
+            assert!(matches!(
+                claimable(&job(done, -1, None), now),
+                Err(Claim::Gone)
+            ));
+        }
+    }
+}

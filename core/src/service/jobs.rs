@@ -1,0 +1,346 @@
+//! Jobs as the API sees them: create (with idempotency keys), read, list, cancel, retry.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use wxpilot_entity::{JobStatus, job};
+
+use super::{Actor, Page, PageRequest, fetch_page};
+use crate::error::{ServiceError, ServiceResult};
+use crate::ids::{is_id, new_id};
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Job {
+    /// Job id (a ULID).
+    pub id: String,
+    /// Job kind.
+    #[schema(example = "ping")]
+    pub kind: String,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// What it was asked to do.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// Attempts started so far.
+    pub attempts: i32,
+    /// Attempts allowed before it goes dead.
+    pub max_attempts: i32,
+    /// Progress of the running attempt, 0–100.
+    pub progress_percent: i32,
+    /// What the running attempt is doing.
+    pub progress_message: Option<String>,
+    /// The outcome, once succeeded.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// The last error (failed and dead jobs keep it).
+    pub error: Option<String>,
+    /// The `Idempotency-Key` it was created with.
+    pub idempotency_key: Option<String>,
+    /// Cancellation was asked for and the running attempt is stopping.
+    pub cancel_requested: bool,
+    /// Not to run before (the next retry's time for failed jobs).
+    pub run_at: DateTime<Utc>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// First attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Reached a final state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<job::Model> for Job {
+    fn from(m: job::Model) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind,
+            status: m.status,
+            payload: m.payload,
+            attempts: m.attempts,
+            max_attempts: m.max_attempts,
+            progress_percent: m.progress_percent,
+            progress_message: m.progress_message,
+            result: m.result,
+            error: m.error,
+            idempotency_key: m.idempotency_key,
+            cancel_requested: m.cancel_requested,
+            run_at: m.run_at,
+            created_at: m.created_at,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Kind (its queue).
+    pub kind: String,
+    /// What to do.
+    pub payload: Value,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// The client's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+fn request_hash(kind: &str, payload: &Value) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(kind.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(payload.to_string().as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+async fn by_idempotency_key<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    key: &str,
+    hash: &str,
+) -> ServiceResult<Option<job::Model>> {
+    let existing = job::Entity::find()
+        .filter(job::Column::TenantId.eq(&actor.tenant_id))
+        .filter(job::Column::IdempotencyKey.eq(key))
+        .one(conn)
+        .await?;
+    match existing {
+        Some(j) if j.request_hash.as_deref() == Some(hash) => Ok(Some(j)),
+        Some(_) => Err(ServiceError::Conflict(
+            "this Idempotency-Key was already used with a different request".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Creates a queued job, or returns the job an earlier identical request created.
+/// The flag says whether it is new (and so still has to be put on the queue).
+pub async fn create(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    input: NewJob,
+) -> ServiceResult<(Job, bool)> {
+    let hash = request_hash(&input.kind, &input.payload);
+    if let Some(key) = &input.idempotency_key {
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY
+            || !key.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(ServiceError::field(
+                "Idempotency-Key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+            ));
+        }
+        if let Some(existing) = by_idempotency_key(db, actor, key, &hash).await? {
+            return Ok((existing.into(), false));
+        }
+    }
+    let now = Utc::now();
+    let inserted = job::ActiveModel {
+        id: Set(new_id()),
+        tenant_id: Set(actor.tenant_id.clone()),
+        kind: Set(input.kind.clone()),
+        payload: Set(input.payload.clone()),
+        status: Set(JobStatus::Queued),
+        attempts: Set(0),
+        max_attempts: Set(i32::try_from(input.max_attempts.max(1)).unwrap_or(i32::MAX)),
+        progress_percent: Set(0),
+        progress_message: Set(None),
+        result: Set(None),
+        error: Set(None),
+        idempotency_key: Set(input.idempotency_key.clone()),
+        request_hash: Set(Some(hash.clone())),
+        run_at: Set(now),
+        lease_owner: Set(None),
+        lease_expires_at: Set(None),
+        cancel_requested: Set(false),
+        dispatched_at: Set(None),
+        created_at: Set(now),
+        started_at: Set(None),
+        finished_at: Set(None),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await;
+    match inserted {
+        Ok(model) => Ok((model.into(), true)),
+        // Two identical requests raced: the loser answers with the winner's job.
+        Err(e)
+            if matches!(
+                e.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) =>
+        {
+            let key = input.idempotency_key.as_deref().unwrap_or_default();
+            by_idempotency_key(db, actor, key, &hash)
+                .await?
+                .map(|j| (j.into(), false))
+                .ok_or(ServiceError::Database(e))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find_model<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: &str,
+) -> ServiceResult<job::Model> {
+    if !is_id(id) {
+        return Err(ServiceError::NotFound("job"));
+    }
+    job::Entity::find()
+        .filter(job::Column::TenantId.eq(&actor.tenant_id))
+        .filter(job::Column::Id.eq(id))
+        .one(conn)
+        .await?
+        .ok_or(ServiceError::NotFound("job"))
+}
+
+/// One job.
+pub async fn get<C: ConnectionTrait>(conn: &C, actor: &Actor, id: &str) -> ServiceResult<Job> {
+    find_model(conn, actor, id).await.map(Into::into)
+}
+
+/// `GET /v1/jobs` filters.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobFilter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Created at or after (RFC 3339).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// The tenant's jobs, oldest first.
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    filter: &JobFilter,
+    page: &PageRequest,
+) -> ServiceResult<Page<Job>> {
+    let mut query = job::Entity::find().filter(job::Column::TenantId.eq(&actor.tenant_id));
+    if let Some(kind) = &filter.kind {
+        query = query.filter(job::Column::Kind.eq(kind));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(job::Column::Status.eq(status));
+    }
+    if let Some(after) = filter.created_after {
+        query = query.filter(job::Column::CreatedAt.gte(after));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(job::Column::CreatedAt.lt(before));
+    }
+    let (rows, limit) = fetch_page(conn, query, job::Column::Id, page).await?;
+    Ok(Page::from_rows(rows, limit, |m| &m.id, Job::from))
+}
+
+/// Cancels a job: at once when it is waiting, by request when it runs (the worker stops it
+/// within a lease renewal). Final jobs answer 409.
+pub async fn cancel(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<Job> {
+    let current = find_model(db, actor, id).await?;
+    let now = Utc::now();
+    let waiting = [JobStatus::Queued, JobStatus::Failed];
+    let filter = job::Entity::update_many()
+        .filter(job::Column::TenantId.eq(&actor.tenant_id))
+        .filter(job::Column::Id.eq(&current.id));
+    let updated = match current.status {
+        status if waiting.contains(&status) => {
+            filter
+                .col_expr(job::Column::Status, Expr::value(JobStatus::Cancelled))
+                .col_expr(job::Column::FinishedAt, Expr::value(now))
+                .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                .filter(job::Column::Status.is_in(waiting))
+                .exec(db)
+                .await?
+        }
+        JobStatus::Running => {
+            filter
+                .col_expr(job::Column::CancelRequested, Expr::value(true))
+                .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                .filter(job::Column::Status.eq(JobStatus::Running))
+                .exec(db)
+                .await?
+        }
+        done => {
+            return Err(ServiceError::Conflict(format!(
+                "the job is already {}",
+                done.as_str()
+            )));
+        }
+    };
+    if updated.rows_affected != 1 {
+        return Err(ServiceError::Conflict(
+            "the job changed state meanwhile; read it again".into(),
+        ));
+    }
+    get(db, actor, &current.id).await
+}
+
+/// Queues a dead job again with a fresh set of attempts. The flag-free answer is the job.
+pub async fn retry(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<Job> {
+    let current = find_model(db, actor, id).await?;
+    if current.status != JobStatus::Dead {
+        return Err(ServiceError::Conflict(format!(
+            "only dead jobs can be retried; this one is {}",
+            current.status.as_str()
+        )));
+    }
+    let now = Utc::now();
+    let updated = job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value(JobStatus::Queued))
+        .col_expr(job::Column::Attempts, Expr::value(0))
+        .col_expr(job::Column::RunAt, Expr::value(now))
+        .col_expr(
+            job::Column::FinishedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            job::Column::DispatchedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(job::Column::ProgressPercent, Expr::value(0))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(job::Column::TenantId.eq(&actor.tenant_id))
+        .filter(job::Column::Id.eq(&current.id))
+        .filter(job::Column::Status.eq(JobStatus::Dead))
+        .exec(db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(ServiceError::Conflict(
+            "the job changed state meanwhile; read it again".into(),
+        ));
+    }
+    get(db, actor, &current.id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_hash_tells_bodies_apart() {
+        let a = request_hash("ping", &serde_json::json!({"sleep_ms": 1}));
+        assert_eq!(a, request_hash("ping", &serde_json::json!({"sleep_ms": 1})));
+        assert_ne!(a, request_hash("ping", &serde_json::json!({"sleep_ms": 2})));
+        assert_ne!(a, request_hash("pong", &serde_json::json!({"sleep_ms": 1})));
+    }
+}

@@ -1,0 +1,3 @@
+//! Job kinds, one file each.
+
+pub mod ping;
