@@ -148,11 +148,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(cli.config.as_deref())?;
             telemetry::init(&settings.log);
             match command {
-                Command::Serve => serve(settings, true).await,
-                Command::Api => serve(settings, false).await,
-                Command::Worker => anyhow::bail!(
-                    "no job kinds exist in this build yet: the job worker arrives with the durable job system"
-                ),
+                Command::Serve => serve(settings, Halves::Both).await,
+                Command::Api => serve(settings, Halves::Api).await,
+                Command::Worker => serve(settings, Halves::Worker).await,
                 Command::Migrate { status } => migrate(settings, status).await,
                 Command::Tenant(TenantCommand::Create(args)) => tenant_create(settings, args).await,
                 Command::Apikey(ApiKeyCommand::Create(args)) => apikey_create(settings, args).await,
@@ -175,26 +173,85 @@ fn print_openapi(output: Option<PathBuf>) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(settings: Settings, migrate_first: bool) -> anyhow::Result<()> {
+/// Which halves of wxpilot a process runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Halves {
+    /// API and worker (`serve`).
+    Both,
+    /// API only (`api`).
+    Api,
+    /// Worker only (`worker`).
+    Worker,
+}
+
+async fn serve(settings: Settings, role: Halves) -> anyhow::Result<()> {
     let url = settings.database_url();
-    let database = db::connect(&url, &settings.database).await?;
-    if migrate_first {
-        db::migrate(&database).await?;
+    let deps = wxpilot_api::Deps::connect(&settings).await?;
+    if role == Halves::Both {
+        db::migrate(&deps.db).await?;
     } else {
-        ensure_migrated(&database).await?;
+        ensure_migrated(&deps.db).await?;
     }
-    drop(database);
     tracing::info!(
         database = %wxpilot_core::settings::redact_url(secrecy::ExposeSecret::expose_secret(&url)),
-        queue = if settings.redis_url.is_some() { "redis" } else { "embedded" },
+        queue = deps.queue.backend_name(),
         "starting"
     );
-    let listen = settings.listen.clone();
-    let app = wxpilot_api::Application::build(settings).await?;
-    tracing::info!(
-        "wxpilot API listening on http://{listen} (docs at /docs/, OpenAPI at /openapi.json)"
-    );
-    app.run_until_stopped().await.context("HTTP server failed")
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let settings = std::sync::Arc::new(settings);
+    let worker = (role != Halves::Api).then(|| {
+        tokio::spawn(wxpilot_worker::run(
+            settings.clone(),
+            deps.db.clone(),
+            deps.secrets.clone(),
+            deps.queue.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let served = if role == Halves::Worker {
+        wait_for_signal().await;
+        tracing::info!("stopping: no new jobs are taken; running ones get the grace period");
+        Ok(())
+    } else {
+        let listen = settings.listen.clone();
+        let listener = std::net::TcpListener::bind(settings.listen_addr()?)
+            .with_context(|| format!("binding {listen}"))?;
+        let app =
+            wxpilot_api::Application::build_with((*settings).clone(), deps.clone(), listener)?;
+        tracing::info!(
+            "wxpilot API listening on http://{listen} (docs at /docs/, OpenAPI at /openapi.json)"
+        );
+        // actix-web stops gracefully on SIGINT/SIGTERM; the worker follows it.
+        app.run_until_stopped().await.context("HTTP server failed")
+    };
+    shutdown.cancel();
+    if let Some(worker) = worker {
+        worker.await.context("the job worker panicked")??;
+    }
+    served
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn ensure_migrated(database: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {

@@ -12,4 +12,4 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 
-pub use startup::Application;
+pub use startup::{Application, Deps};

@@ -28,6 +28,9 @@ Every error is an RFC 9457 `application/problem+json` document.",
         (name = "users", description = "People who sign in"),
         (name = "api-keys", description = "API keys"),
         (name = "audit", description = "Who changed what"),
+        (name = "jobs", description = "Durable background jobs: states, progress, cancel, retry"),
+        (name = "webhooks", description = "Signed job events to the tenant's endpoints"),
+        (name = "usage", description = "What the tenant consumed"),
         (name = "operations", description = "Health, readiness and metrics")
     )
 )]

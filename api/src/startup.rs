@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 use wxpilot_core::{SecretBox, Settings};
+use wxpilot_worker::JobQueue;
 
 use crate::auth::jwt::JwtKeys;
 use crate::error::ApiError;
@@ -25,22 +26,41 @@ pub struct Application {
     server: Server,
 }
 
+/// What the API (and an in-process worker) run on: the pool, the secret box, the queue.
+#[derive(Clone)]
+pub struct Deps {
+    /// The database pool.
+    pub db: sea_orm::DatabaseConnection,
+    /// Seals and opens stored secrets.
+    pub secrets: Arc<SecretBox>,
+    /// The job queue.
+    pub queue: JobQueue,
+}
+
+impl Deps {
+    /// Connects to the database and the queue named in `settings` and loads the master key.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let secrets = Arc::new(settings.secret_box()?);
+        let db = wxpilot_core::db::connect(&settings.database_url(), &settings.database).await?;
+        let queue = JobQueue::connect(settings, &db).await?;
+        Ok(Self { db, secrets, queue })
+    }
+}
+
 impl Application {
-    /// Connects to the database and Redis named in `settings` and binds the listen address.
+    /// Connects to the database and queue named in `settings` and binds the listen address.
     /// Migrations are the caller's business (`serve` runs them, `api` expects them done).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let secrets = settings.secret_box()?;
-        let db = wxpilot_core::db::connect(&settings.database_url(), &settings.database).await?;
+        let deps = Deps::connect(&settings).await?;
         let listener = TcpListener::bind(settings.listen_addr()?)
             .with_context(|| format!("binding {}", settings.listen))?;
-        Self::build_with(settings, db, secrets, listener)
+        Self::build_with(settings, deps, listener)
     }
 
-    /// Builds on an existing pool and listener (tests pass a port-0 listener).
+    /// Builds on existing connections and listener (tests pass a port-0 listener).
     pub fn build_with(
         settings: Settings,
-        db: sea_orm::DatabaseConnection,
-        secrets: SecretBox,
+        deps: Deps,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         let redis = match &settings.redis_url {
@@ -51,18 +71,19 @@ impl Application {
             None => None,
         };
         let jwt = JwtKeys::new(
-            secrets.current_key(),
+            deps.secrets.current_key(),
             settings.auth.jwt_ttl_secs,
             settings.auth.jwt_leeway_secs,
         )?;
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState {
-            db,
-            secrets: Arc::new(secrets),
+            db: deps.db,
+            secrets: deps.secrets,
             jwt,
             settings: settings.clone(),
             metrics: Metrics::new()?,
             redis,
+            queue: deps.queue,
             logins: Default::default(),
         });
         let port = listener.local_addr()?.port();

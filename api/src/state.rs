@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Redis, when the production queue is configured.
     pub redis: Option<redis::Client>,
+    /// The job queue.
+    pub queue: wxpilot_worker::JobQueue,
     /// Failed password sign-ins.
     pub logins: crate::ratelimit::LoginLimiter,
 }

@@ -132,6 +132,8 @@ pub struct JobSettings {
     pub shutdown_grace_secs: u64,
     /// Milliseconds between polls of the embedded (SQLite) queue.
     pub poll_interval_ms: u64,
+    /// Prefix of every queue name (`<prefix>:<kind>`), so several deployments can share a Redis.
+    pub queue_prefix: String,
     /// Per-kind overrides of attempts, timeout, concurrency and backoff.
     pub kinds: std::collections::BTreeMap<String, crate::jobs::KindPolicy>,
     /// Webhook delivery.
@@ -147,6 +149,7 @@ impl Default for JobSettings {
             redispatch_after_secs: 30,
             shutdown_grace_secs: 30,
             poll_interval_ms: 100,
+            queue_prefix: "wxpilot".into(),
             kinds: Default::default(),
             webhooks: WebhookSettings::default(),
         }

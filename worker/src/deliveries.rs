@@ -14,13 +14,9 @@ use tokio_util::sync::CancellationToken;
 use wxpilot_core::SecretBox;
 use wxpilot_core::jobs::backoff;
 use wxpilot_core::jobs::webhooks::{SIGNATURE_HEADER, signature_header};
+use wxpilot_core::service::webhooks::secret_context;
 use wxpilot_core::settings::WebhookSettings;
 use wxpilot_entity::{webhook_delivery, webhook_endpoint};
-
-/// The sealing context of an endpoint's signing secret.
-pub fn secret_context(endpoint_id: &str) -> String {
-    format!("webhook_endpoints/{endpoint_id}/secret")
-}
 
 /// Sends due deliveries until `shutdown`.
 pub async fn run(

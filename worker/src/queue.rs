@@ -25,8 +25,8 @@ pub struct JobMessage {
 }
 
 /// The queue name of a job kind.
-pub fn queue_name(kind: &str) -> String {
-    format!("wxpilot:{kind}")
+pub fn queue_name(prefix: &str, kind: &str) -> String {
+    format!("{prefix}:{kind}")
 }
 
 type RedisQueue = RedisStorage<JobMessage, ConnectionManager>;
@@ -36,11 +36,13 @@ enum Backend {
     Redis {
         conn: ConnectionManager,
         storages: Mutex<HashMap<String, RedisQueue>>,
+        prefix: String,
     },
     Sqlite {
         pool: apalis_sqlite::SqlitePool,
         storages: Mutex<HashMap<String, SqliteQueue>>,
         poll: Duration,
+        prefix: String,
     },
 }
 
@@ -59,13 +61,15 @@ impl JobQueue {
             return Ok(Self(Arc::new(Backend::Redis {
                 conn,
                 storages: Mutex::new(HashMap::new()),
+                prefix: settings.jobs.queue_prefix.clone(),
             })));
         }
         anyhow::ensure!(
             settings.uses_sqlite(),
             "with a Postgres database the job queue needs Redis: set REDIS_URL"
         );
-        let pool = db.get_sqlite_connection_pool().clone();
+        let _ = db;
+        let pool = open_queue_file(&settings.database_url()).await?;
         // Only the storage's tables: its `setup` would also switch our pragmas (synchronous = OFF).
         SqliteStorage::<()>::migrations()
             .run(&pool)
@@ -75,6 +79,7 @@ impl JobQueue {
             pool,
             storages: Mutex::new(HashMap::new()),
             poll: Duration::from_millis(settings.jobs.poll_interval_ms.max(10)),
+            prefix: settings.jobs.queue_prefix.clone(),
         })))
     }
 
@@ -86,18 +91,18 @@ impl JobQueue {
         }
     }
 
-    fn redis_storage(conn: &ConnectionManager, kind: &str) -> RedisQueue {
+    fn redis_storage(conn: &ConnectionManager, prefix: &str, kind: &str) -> RedisQueue {
         let config = apalis_redis::Config::default()
-            .queue(queue_name(kind))
+            .queue(queue_name(prefix, kind))
             .persist_results(false)
             .emit_events(false)
             .heartbeat_interval(Duration::from_secs(5));
         RedisStorage::new(conn.clone()).with_config(config)
     }
 
-    fn sqlite_storage(pool: &apalis_sqlite::SqlitePool, kind: &str) -> SqliteQueue {
+    fn sqlite_storage(pool: &apalis_sqlite::SqlitePool, prefix: &str, kind: &str) -> SqliteQueue {
         let config = apalis_sqlite::Config::default()
-            .queue(queue_name(kind))
+            .queue(queue_name(prefix, kind))
             .persist_results(false)
             .heartbeat_interval(Duration::from_secs(5));
         SqliteStorage::new(pool).with_config(config)
@@ -118,21 +123,30 @@ impl JobQueue {
         }
         let task = builder.build();
         match &*self.0 {
-            Backend::Redis { conn, storages } => {
+            Backend::Redis {
+                conn,
+                storages,
+                prefix,
+            } => {
                 let mut storages = storages.lock().await;
                 let storage = storages
                     .entry(kind.to_owned())
-                    .or_insert_with(|| Self::redis_storage(conn, kind));
+                    .or_insert_with(|| Self::redis_storage(conn, prefix, kind));
                 storage
                     .push_task(task)
                     .await
                     .map_err(|e| anyhow::anyhow!("pushing to Redis: {e}"))
             }
-            Backend::Sqlite { pool, storages, .. } => {
+            Backend::Sqlite {
+                pool,
+                storages,
+                prefix,
+                ..
+            } => {
                 let mut storages = storages.lock().await;
                 let storage = storages
                     .entry(kind.to_owned())
-                    .or_insert_with(|| Self::sqlite_storage(pool, kind));
+                    .or_insert_with(|| Self::sqlite_storage(pool, prefix, kind));
                 storage
                     .push_task(task)
                     .await
@@ -141,60 +155,110 @@ impl JobQueue {
         }
     }
 
-    /// Consumes every kind the runtime runs until `shutdown`.
+    /// Consumes every kind the runtime runs until `shutdown`. A consumer that stops on
+    /// an error (Redis restarted, say) is started again after a short pause.
     pub async fn consume(
         &self,
         runtime: Runtime,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut workers = tokio::task::JoinSet::new();
+        let mut consumers = tokio::task::JoinSet::new();
         for kind in runtime.kinds() {
-            let name = format!("{}:{kind}", runtime.worker());
-            let stop = shutdown.clone();
-            let signal = async move {
-                stop.cancelled().await;
-                Ok::<(), std::io::Error>(())
-            };
-            let rt = runtime.clone();
-            match &*self.0 {
-                Backend::Redis { conn, .. } => {
-                    let worker = WorkerBuilder::new(name)
-                        .backend(Self::redis_storage(conn, kind))
-                        .data(rt)
-                        .data(Kind(kind))
-                        .build(handle);
-                    workers.spawn(async move {
-                        worker
-                            .run_until(signal)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("{e}"))
-                    });
+            let queue = self.clone();
+            let runtime = runtime.clone();
+            let shutdown = shutdown.clone();
+            consumers.spawn(async move {
+                let mut pause = Duration::from_millis(200);
+                loop {
+                    let result = queue.consume_kind(&runtime, kind, shutdown.clone()).await;
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                    match result {
+                        Ok(()) => tracing::warn!(kind, "queue consumer ended; starting it again"),
+                        Err(e) => tracing::warn!(kind, error = %format!("{e:#}"), "queue consumer failed; starting it again"),
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
-                Backend::Sqlite { pool, poll, .. } => {
-                    let worker = WorkerBuilder::new(name)
-                        .backend(Self::sqlite_storage(pool, kind).poll_with_interval(*poll))
-                        .data(rt)
-                        .data(Kind(kind))
-                        .build(handle);
-                    workers.spawn(async move {
-                        worker
-                            .run_until(signal)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("{e}"))
-                    });
-                }
-            }
+            });
         }
-        let mut first_error = None;
-        while let Some(done) = workers.join_next().await {
-            let result = done.map_err(anyhow::Error::from).and_then(|r| r);
-            if let Err(e) = result {
-                tracing::error!(error = %format!("{e:#}"), "queue consumer stopped with an error");
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        while consumers.join_next().await.is_some() {}
+        Ok(())
     }
+
+    async fn consume_kind(
+        &self,
+        runtime: &Runtime,
+        kind: &'static str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let name = format!("{}:{kind}", runtime.worker());
+        let signal = async move {
+            shutdown.cancelled().await;
+            Ok::<(), std::io::Error>(())
+        };
+        match &*self.0 {
+            Backend::Redis { conn, prefix, .. } => WorkerBuilder::new(name)
+                .backend(Self::redis_storage(conn, prefix, kind))
+                .data(runtime.clone())
+                .data(Kind(kind))
+                .build(handle)
+                .run_until(signal)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}")),
+            Backend::Sqlite {
+                pool, poll, prefix, ..
+            } => WorkerBuilder::new(name)
+                .backend(Self::sqlite_storage(pool, prefix, kind).poll_with_interval(*poll))
+                .data(runtime.clone())
+                .data(Kind(kind))
+                .build(handle)
+                .run_until(signal)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}")),
+        }
+    }
+}
+
+/// The embedded queue lives in a SQLite file beside the database (`wxpilot.db` →
+/// `wxpilot-queue.db`): apalis names its table `Jobs`, which SQLite would confuse with ours.
+pub fn queue_file_url(database_url: &str) -> String {
+    let (path, query) = database_url.split_once('?').unwrap_or((database_url, ""));
+    let queue_path = match path.strip_suffix(".db") {
+        Some(stem) => format!("{stem}-queue.db"),
+        None => format!("{path}-queue"),
+    };
+    if query.is_empty() {
+        queue_path
+    } else {
+        format!("{queue_path}?{query}")
+    }
+}
+
+async fn open_queue_file(
+    database_url: &secrecy::SecretString,
+) -> anyhow::Result<apalis_sqlite::SqlitePool> {
+    use sea_orm::sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    use secrecy::ExposeSecret;
+    use std::str::FromStr;
+    let url = queue_file_url(database_url.expose_secret());
+    let options = SqliteConnectOptions::from_str(&url)
+        .with_context(|| format!("the embedded queue's database URL {url:?}"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("opening the embedded queue at {url}"))
 }
 
 #[derive(Clone, Copy)]
@@ -207,4 +271,19 @@ async fn handle(
 ) -> Result<(), BoxDynError> {
     runtime.accept(kind.0.0, message.job_id).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_file_sits_beside_the_database() {
+        assert_eq!(
+            queue_file_url("sqlite://./data/wxpilot.db?mode=rwc"),
+            "sqlite://./data/wxpilot-queue.db?mode=rwc"
+        );
+        assert_eq!(queue_file_url("sqlite:/tmp/x"), "sqlite:/tmp/x-queue");
+        assert_eq!(queue_name("wxpilot", "ping"), "wxpilot:ping");
+    }
 }

@@ -6,7 +6,10 @@ pub mod audit;
 pub mod auth;
 pub mod campaigns;
 pub mod health;
+pub mod jobs;
+pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use actix_web::HttpResponse;
 use actix_web::http::header;
@@ -42,7 +45,20 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(api_keys::get)
                 .service(api_keys::update)
                 .service(api_keys::delete)
-                .service(audit::list),
+                .service(audit::list)
+                .service(jobs::ping)
+                .service(jobs::list)
+                .service(jobs::get)
+                .service(jobs::events)
+                .service(jobs::cancel)
+                .service(jobs::retry)
+                .service(webhooks::create)
+                .service(webhooks::list)
+                .service(webhooks::get)
+                .service(webhooks::update)
+                .service(webhooks::delete)
+                .service(webhooks::deliveries)
+                .service(usage::get),
         );
 }
 

@@ -7,7 +7,10 @@ use reqwest::{Client, RequestBuilder, Response};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use wxpilot_api::Application;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use wxpilot_api::{Application, Deps};
 use wxpilot_core::service::{Actor, api_keys, tenants};
 use wxpilot_core::{MasterKey, SecretBox, Settings};
 use wxpilot_entity::Role;
@@ -30,6 +33,10 @@ pub struct TestApp {
     /// The master key the server uses, so tests can mint tokens and open secrets.
     pub master_key: SecretString,
     pub sqlite_path: Option<std::path::PathBuf>,
+    /// The in-process worker, when started.
+    pub worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    stop: CancellationToken,
+    _stop_on_drop: tokio_util::sync::DropGuard,
     _dir: tempfile::TempDir,
 }
 
@@ -77,28 +84,72 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (url, sqlite_path) = fresh_database(backend, dir.path()).await;
-    let master = MasterKey::generate();
-    let master_text = master.to_base64();
+    spawn(backend, false, adjust).await
+}
+
+/// The app with a job worker in the same process (like `wxpilot serve`).
+pub async fn spawn_app_with_worker(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn(backend, true, adjust).await
+}
+
+/// Settings for a test app on a fresh database; Postgres apps queue on the shared Redis
+/// under a queue prefix of their own.
+pub async fn test_settings(
+    backend: Backend,
+    dir: &std::path::Path,
+) -> (Settings, Option<std::path::PathBuf>) {
+    let (url, sqlite_path) = fresh_database(backend, dir).await;
     let mut settings = Settings {
         listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_owned(),
+        data_dir: dir.to_owned(),
         database_url: Some(SecretString::from(url)),
-        master_key: Some(master_text.clone()),
+        master_key: Some(MasterKey::generate().to_base64()),
         ..Settings::default()
     };
     settings.http.body_limit_bytes = TEST_BODY_LIMIT;
     settings.http.workers = Some(2);
-    adjust(&mut settings);
+    settings.jobs.queue_prefix = format!("wxptest-{}", wxpilot_core::ids::new_id().to_lowercase());
+    settings.jobs.sweep_interval_ms = 200;
+    settings.jobs.poll_interval_ms = 20;
+    if matches!(backend, Backend::Postgres) {
+        settings.redis_url = Some(SecretString::from("redis://127.0.0.1:6379".to_owned()));
+    }
+    (settings, sqlite_path)
+}
 
+async fn spawn(backend: Backend, with_worker: bool, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut settings, sqlite_path) = test_settings(backend, dir.path()).await;
+    adjust(&mut settings);
+    let master_text = settings.master_key.clone().expect("master key");
+    let master = MasterKey::from_base64(master_text.expose_secret()).expect("key");
     let db = wxpilot_core::db::connect(&settings.database_url(), &settings.database)
         .await
         .expect("connect");
     wxpilot_core::db::migrate(&db).await.expect("migrate");
+    let queue = wxpilot_worker::JobQueue::connect(&settings, &db)
+        .await
+        .expect("queue");
+    let deps = Deps {
+        db: db.clone(),
+        secrets: Arc::new(SecretBox::new(master, Vec::new())),
+        queue,
+    };
+    let shutdown = CancellationToken::new();
+    let worker = with_worker.then(|| {
+        tokio::spawn(wxpilot_worker::run(
+            Arc::new(settings.clone()),
+            deps.db.clone(),
+            deps.secrets.clone(),
+            deps.queue.clone(),
+            shutdown.clone(),
+        ))
+    });
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let secrets = SecretBox::new(master, Vec::new());
-    let app = Application::build_with(settings, db.clone(), secrets, listener).expect("build app");
+    let app = Application::build_with(settings, deps, listener).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -108,11 +159,22 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         backend,
         master_key: master_text,
         sqlite_path,
+        worker,
+        stop: shutdown.clone(),
+        _stop_on_drop: shutdown.drop_guard(),
         _dir: dir,
     }
 }
 
 impl TestApp {
+    /// Sends the in-process worker its shutdown signal and waits for it to finish.
+    pub async fn stop_worker(&mut self) {
+        self.stop.cancel();
+        if let Some(worker) = self.worker.take() {
+            worker.await.expect("worker task").expect("worker result");
+        }
+    }
+
     pub async fn tenant(&self, name: &str) -> TestTenant {
         let (tenant, key) = tenants::create(&self.db, name, None).await.expect("tenant");
         TestTenant {
@@ -267,4 +329,79 @@ macro_rules! both {
             }
         }
     };
+}
+
+/// A private `redis-server` on a free port, for tests that stop and restart Redis.
+pub struct TestRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl TestRedis {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+        let mut buf = [0u8; 16];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream
+                .read(&mut buf)
+                .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/services.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if self.answers() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis-server on port {} did not start", self.port);
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

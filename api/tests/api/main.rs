@@ -12,6 +12,7 @@ mod bad_input;
 mod campaigns;
 mod hardening;
 mod isolation;
+mod jobs;
 mod operations;
 mod secrets;
 mod users_and_keys;

@@ -52,11 +52,10 @@ async fn health_ready_and_metrics(app: TestApp) {
 both!(health_ready_and_metrics);
 
 #[tokio::test]
-async fn readiness_checks_redis_when_configured() {
-    let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.redis_url = Some("redis://127.0.0.1:6379".to_owned().into())
-    })
-    .await;
+async fn readiness_follows_redis() {
+    let mut redis = TestRedis::start();
+    let url = redis.url();
+    let app = spawn_app_with(Backend::Sqlite, move |s| s.redis_url = Some(url.into())).await;
     assert_eq!(
         app.client
             .get(app.url("/readyz"))
@@ -67,14 +66,8 @@ async fn readiness_checks_redis_when_configured() {
         200
     );
 
-    // A Redis nobody listens on: not ready, and says why.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.redis_url = Some(format!("redis://127.0.0.1:{port}").into())
-    })
-    .await;
+    // Redis gone: not ready, and says why.
+    redis.stop();
     let problem = expect_problem(
         app.client.get(app.url("/readyz")).send().await.unwrap(),
         503,
@@ -84,6 +77,25 @@ async fn readiness_checks_redis_when_configured() {
         problem["detail"].as_str().unwrap().starts_with("redis"),
         "{problem}"
     );
+
+    // Back: ready again, without a restart of wxpilot.
+    redis.restart();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]

@@ -10,7 +10,9 @@ pub mod campaigns;
 pub mod jobs;
 pub mod login;
 pub mod tenants;
+pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
