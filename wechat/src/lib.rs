@@ -10,15 +10,33 @@
 //! * [`reply`] — passive replies (text, image, news) rendered as XML, and splitting of
 //!   text longer than WeChat's 2048-byte limit.
 //!
+//! * [`client`] — the HTTP API client (tokens, customer-service messages, drafts,
+//!   publishing, uploads, analytics, followers, tags) and the errcode classification.
+//! * [`token`] — the shared token store (Redis or in-process) and the [`TokenManager`]
+//!   that refreshes exactly once across processes and applies the retry policy.
+//! * [`cli`] — the `wxpilot wechat verify-url | decrypt | encrypt` helpers.
+//! * [`clock`] — wall-clock time, swappable in tests.
+//!
 //! A callback in safe mode goes: [`parse_envelope`] → [`MessageCrypt::decrypt_message`]
 //! → [`parse_message`] → handler → [`PassiveReply::to_xml`] →
 //! [`MessageCrypt::encrypt_reply`] → [`EncryptedReply::to_xml`].
 
+pub mod cli;
+pub mod client;
+pub mod clock;
 pub mod crypto;
 pub mod message;
 pub mod reply;
 pub mod signature;
+pub mod token;
 
+pub use client::{
+    AccessToken, ApiClient, ApiError, CustomMessage, CustomMessageBody, CustomNewsArticle,
+    DEFAULT_BASE_URL, DatacubeEndpoint, DateWindow, DraftArticle, PermanentMaterial,
+    PublishStatusInfo, PublishSubmission, Tag, UserCumulateRow, UserInfo, UserList, UserReadRow,
+    UserShareRow, UserSummaryRow, redact_secrets, split_date_range,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{
     AesKey, CryptoError, DecryptedPayload, EncryptedReply, MessageCrypt, decrypt, encrypt,
     encrypt_with_random,
@@ -35,4 +53,8 @@ pub use reply::{
 pub use signature::{
     DEFAULT_TIMESTAMP_WINDOW, TimestampError, check_timestamp, msg_signature, url_signature,
     verify_msg_signature, verify_url_signature,
+};
+pub use token::{
+    AccountCredentials, InMemoryTokenStore, RedisTokenStore, RetryPolicy, StoreError, StoredToken,
+    TokenConfig, TokenManager, TokenStore,
 };
