@@ -29,6 +29,9 @@ pub fn queue_name(prefix: &str, kind: &str) -> String {
     format!("{prefix}:{kind}")
 }
 
+/// Longest wait for the queue to accept a message.
+const DISPATCH_TIMEOUT: Duration = Duration::from_secs(1);
+
 type RedisQueue = RedisStorage<JobMessage, ConnectionManager>;
 type SqliteQueue = SqliteStorage<JobMessage>;
 
@@ -122,20 +125,27 @@ impl JobQueue {
             builder = builder.run_after(delay);
         }
         let task = builder.build();
-        match &*self.0 {
+        // Storages are cloned out of the map so a slow push never holds the lock, and a push
+        // is bounded in time: the job record is durable, and the sweeper re-dispatches.
+        let pushed = match &*self.0 {
             Backend::Redis {
                 conn,
                 storages,
                 prefix,
             } => {
-                let mut storages = storages.lock().await;
-                let storage = storages
-                    .entry(kind.to_owned())
-                    .or_insert_with(|| Self::redis_storage(conn, prefix, kind));
-                storage
-                    .push_task(task)
+                let mut storage = storages
+                    .lock()
                     .await
-                    .map_err(|e| anyhow::anyhow!("pushing to Redis: {e}"))
+                    .entry(kind.to_owned())
+                    .or_insert_with(|| Self::redis_storage(conn, prefix, kind))
+                    .clone();
+                tokio::time::timeout(DISPATCH_TIMEOUT, async move {
+                    storage
+                        .push_task(task)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("pushing to Redis: {e}"))
+                })
+                .await
             }
             Backend::Sqlite {
                 pool,
@@ -143,16 +153,24 @@ impl JobQueue {
                 prefix,
                 ..
             } => {
-                let mut storages = storages.lock().await;
-                let storage = storages
-                    .entry(kind.to_owned())
-                    .or_insert_with(|| Self::sqlite_storage(pool, prefix, kind));
-                storage
-                    .push_task(task)
+                let mut storage = storages
+                    .lock()
                     .await
-                    .map_err(|e| anyhow::anyhow!("pushing to the embedded queue: {e}"))
+                    .entry(kind.to_owned())
+                    .or_insert_with(|| Self::sqlite_storage(pool, prefix, kind))
+                    .clone();
+                tokio::time::timeout(DISPATCH_TIMEOUT, async move {
+                    storage
+                        .push_task(task)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("pushing to the embedded queue: {e}"))
+                })
+                .await
             }
-        }
+        };
+        pushed.map_err(|_| {
+            anyhow::anyhow!("the queue did not accept the job within {DISPATCH_TIMEOUT:?}")
+        })?
     }
 
     /// Consumes every kind the runtime runs until `shutdown`. A consumer that stops on

@@ -16,3 +16,4 @@ mod jobs;
 mod operations;
 mod secrets;
 mod users_and_keys;
+mod webhooks;
