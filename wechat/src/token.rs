@@ -662,11 +662,20 @@ impl TokenManager {
     /// 45009 flags the API ([`Self::quota_exhausted`]) and returns at once; every other
     /// error returns at once.
     ///
-    /// `f` gets the access token and makes exactly one request, for example
-    /// `manager.call(|t| async move { client.send_custom_message(&t, &msg).await })`.
+    /// `f` gets a handle on the client (a cheap clone) and the access token and makes
+    /// exactly one request. Borrow other inputs by shared reference so the closure
+    /// stays callable more than once:
+    ///
+    /// ```ignore
+    /// let msg = &message;
+    /// manager.call(|c, t| async move { c.send_custom_message(&t, msg).await }).await?;
+    /// ```
+    ///
+    /// (A plain closure returning a future, not an `async` closure: futures of async
+    /// closures cannot yet be proven `Send`, and callers run this in spawned tasks.)
     pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, ApiError>
     where
-        F: FnMut(String) -> Fut,
+        F: FnMut(ApiClient, String) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
         let policy = self.config.retry;
@@ -675,7 +684,7 @@ impl TokenManager {
         let mut token_retries = 0u32;
         let mut refreshes = 0u32;
         loop {
-            let err = match f(token.clone()).await {
+            let err = match f(self.client.clone(), token.clone()).await {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
@@ -735,10 +744,9 @@ impl TokenManager {
         end: NaiveDate,
     ) -> Result<Vec<T>, ApiError> {
         let mut rows = Vec::new();
-        let client = &self.client;
         for window in split_date_range(begin, end, endpoint.max_days())? {
             let part: Vec<T> = self
-                .call(|token| async move { client.datacube(&token, endpoint, window).await })
+                .call(|c, token| async move { c.datacube(&token, endpoint, window).await })
                 .await?;
             rows.extend(part);
         }
