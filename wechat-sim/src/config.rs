@@ -94,7 +94,9 @@ pub struct SimConfig {
     /// Pause between a late delivery and the next one (WeChat retries at once, so the
     /// deliveries are about `callback_timeout` apart).
     pub callback_retry_gap: Duration,
-    /// The simulated clock (shared with managers in tests).
+    /// The simulated clock (shared with managers in tests). Callback `timestamp`s and
+    /// `CreateTime`s are simulated time too: keep the clock near real time when the
+    /// receiving endpoint checks timestamp freshness against its own clock.
     pub clock: ManualClock,
     /// Accounts known from the start.
     pub accounts: Vec<AccountSpec>,

@@ -55,6 +55,6 @@ pub use signature::{
     verify_msg_signature, verify_url_signature,
 };
 pub use token::{
-    AccountCredentials, InMemoryTokenStore, RedisTokenStore, RetryPolicy, StoreError, StoredToken,
-    TokenConfig, TokenManager, TokenStore,
+    AccountCredentials, InMemoryTokenStore, LockToken, RedisTokenStore, RetryPolicy, StoreError,
+    StoreFuture, StoredToken, TokenConfig, TokenManager, TokenStore,
 };

@@ -580,10 +580,10 @@ impl TokenManager {
                 let outcome = self.refresh_locked(&key, stale).await;
                 // A failed unlock only means the TTL already freed it.
                 let _ = self.store.unlock(&key, &lock).await;
-                match outcome? {
-                    Some(token) => return Ok(token),
-                    // Lost a race with a holder whose lock had expired: look again.
-                    None => continue,
+                // `None`: lost a race with a holder whose lock had expired; look again
+                // (within the same deadline).
+                if let Some(token) = outcome? {
+                    return Ok(token);
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -642,16 +642,28 @@ impl TokenManager {
         }
     }
 
+    /// Fetches a token from WeChat, retrying `-1` busy answers like any other call.
     async fn fetch(&self, force_refresh: bool) -> Result<AccessToken, ApiError> {
         let secret = self.account.secret.expose_secret();
-        if self.account.use_stable_token {
-            self.client
-                .fetch_stable_token(&self.account.appid, secret, force_refresh)
-                .await
-        } else {
-            self.client
-                .fetch_access_token(&self.account.appid, secret)
-                .await
+        let policy = self.config.retry;
+        let mut busy_retries = 0u32;
+        loop {
+            let result = if self.account.use_stable_token {
+                self.client
+                    .fetch_stable_token(&self.account.appid, secret, force_refresh)
+                    .await
+            } else {
+                self.client
+                    .fetch_access_token(&self.account.appid, secret)
+                    .await
+            };
+            match result {
+                Err(e) if e.is_busy() && busy_retries < policy.busy_retries => {
+                    tokio::time::sleep(backoff(policy, busy_retries)).await;
+                    busy_retries += 1;
+                }
+                other => return other,
+            }
         }
     }
 

@@ -139,10 +139,10 @@ fn verify_and_decrypt(r: &Received) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_answers_are_retried_three_deliveries_in_all() {
     let sim = helpers::sim().await;
-    // The simulator gives up after 200 ms; the first two answers take 600 ms.
+    // The simulator gives up after 500 ms; the first two answers take 1.2 s.
     let (url, received) = callback_server(Arc::new(|n, _| {
         if n < 2 {
-            (Duration::from_millis(600), "success".into())
+            (Duration::from_millis(1200), "success".into())
         } else {
             (Duration::ZERO, "success".into())
         }
@@ -168,9 +168,9 @@ async fn late_answers_are_retried_three_deliveries_in_all() {
     let numbers: Vec<u32> = report.attempts.iter().map(|a| a.number).collect();
     assert_eq!(numbers, vec![1, 2, 3]);
     // Each late delivery waited the full timeout before the next began.
-    assert!(report.attempts[0].elapsed >= Duration::from_millis(200));
-    assert!(report.attempts[2].started_after >= Duration::from_millis(400));
-    assert!(report.attempts[2].elapsed < Duration::from_millis(200));
+    assert!(report.attempts[0].elapsed >= Duration::from_millis(500));
+    assert!(report.attempts[2].started_after >= Duration::from_millis(1000));
+    assert!(report.attempts[2].elapsed < Duration::from_millis(500));
 
     // The server saw three deliveries of the same message, each verifiable.
     let got = received.lock().unwrap().clone();
@@ -201,8 +201,10 @@ async fn success_in_time_stops_retries_and_no_answer_gives_up_after_three() {
     assert_eq!(received.lock().unwrap().len(), 1);
 
     // Always late: three deliveries, then WeChat gives up.
-    let (url, received) =
-        callback_server(Arc::new(|_, _| (Duration::from_millis(500), String::new()))).await;
+    let (url, received) = callback_server(Arc::new(|_, _| {
+        (Duration::from_millis(1200), String::new())
+    }))
+    .await;
     sim.set_callback(APPID, &url, CallbackMode::Safe).unwrap();
     let report = sim.follower_says(APPID, "o-2", "anyone?").await.unwrap();
     assert_eq!(report.deliveries(), 3);

@@ -19,11 +19,12 @@ pub const START_MS: i64 = 1_780_272_000_000;
 pub const SEND: &str = "/cgi-bin/message/custom/send";
 pub const USER_GET: &str = "/cgi-bin/user/get";
 
-/// A simulator (callbacks time out after 200 ms) with [`APPID`] registered, verified.
+/// A simulator (callbacks time out after 500 ms: WeChat's 5 s scaled by 10, enough
+/// headroom for a loaded CI machine) with [`APPID`] registered, verified.
 pub async fn sim() -> SimHandle {
     let config = SimConfig {
         clock: ManualClock::new(START_MS),
-        ..SimConfig::for_tests()
+        ..SimConfig::scaled(10)
     };
     let sim = Simulator::start(config).await.expect("simulator starts");
     sim.register_account(APPID, SECRET, TOKEN, AES_KEY, true)

@@ -215,8 +215,11 @@ async fn busy_answers_are_retried_with_backoff_within_a_bound() {
     let m = helpers::manager(&sim, Arc::new(InMemoryTokenStore::new()));
     let call = || m.call(|c, t| async move { c.user_list(&t, None).await });
 
+    // Busy on the token fetch and then on the call itself: both retried.
+    sim.inject_errcode("/cgi-bin/token", -1, 2);
     sim.inject_errcode(USER_GET, -1, 2);
     call().await.expect("third attempt succeeds");
+    assert_eq!(sim.calls_to("/cgi-bin/token"), 3);
     assert_eq!(sim.calls_to(USER_GET), 3);
 
     sim.inject_errcode(USER_GET, -1, 100);
