@@ -1,6 +1,8 @@
 //! `wxpilot`: the one binary. `serve` runs everything in one process on the embedded
 //! default; `api` and `worker` run the halves separately for production.
 
+mod bench;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,6 +55,165 @@ enum Command {
     /// Secrets at rest.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Debug a WeChat callback set-up, or run the WeChat simulator.
+    #[command(subcommand)]
+    Wechat(WechatCommand),
+    /// Benchmarks (figures go in docs/BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// What WeChat sends with every callback.
+#[derive(Args)]
+struct CallbackParams {
+    /// The callback token configured in WeChat's console.
+    #[arg(long)]
+    token: String,
+    /// `timestamp` from the callback URL.
+    #[arg(long)]
+    timestamp: String,
+    /// `nonce` from the callback URL.
+    #[arg(long)]
+    nonce: String,
+}
+
+/// The account's message-encryption settings.
+#[derive(Args)]
+struct CryptoParams {
+    /// The 43-character EncodingAESKey.
+    #[arg(long)]
+    aes_key: String,
+    /// The account's AppID (`wx…`).
+    #[arg(long)]
+    appid: String,
+}
+
+#[derive(Subcommand)]
+enum WechatCommand {
+    /// Check a URL-verification request (GET with signature, timestamp, nonce, echostr);
+    /// prints the echostr WeChat expects back.
+    VerifyUrl {
+        #[command(flatten)]
+        callback: CallbackParams,
+        /// `signature` from the URL.
+        #[arg(long)]
+        signature: String,
+        /// `echostr` from the URL.
+        #[arg(long)]
+        echostr: String,
+    },
+    /// Decrypt a safe- or compatible-mode callback body read from standard input; prints
+    /// the message XML, or which check failed and why.
+    Decrypt {
+        #[command(flatten)]
+        callback: CallbackParams,
+        #[command(flatten)]
+        crypto: CryptoParams,
+        /// `msg_signature` from the URL (not `signature`).
+        #[arg(long)]
+        msg_signature: String,
+    },
+    /// Encrypt a reply XML read from standard input into the envelope WeChat expects.
+    Encrypt {
+        #[command(flatten)]
+        callback: CallbackParams,
+        #[command(flatten)]
+        crypto: CryptoParams,
+    },
+    /// Run the WeChat simulator (tokens, customer-service windows, quotas, callbacks) for demos.
+    Simulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn read_stdin() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .context("reading standard input")?;
+    Ok(text)
+}
+
+async fn wechat(command: WechatCommand) -> anyhow::Result<()> {
+    let output = match command {
+        WechatCommand::VerifyUrl {
+            callback,
+            signature,
+            echostr,
+        } => wxpilot_wechat::cli::verify_url(
+            &callback.token,
+            &callback.timestamp,
+            &callback.nonce,
+            &signature,
+            &echostr,
+        ),
+        WechatCommand::Decrypt {
+            callback,
+            crypto,
+            msg_signature,
+        } => wxpilot_wechat::cli::decrypt(
+            &callback.token,
+            &crypto.aes_key,
+            &crypto.appid,
+            &callback.timestamp,
+            &callback.nonce,
+            &msg_signature,
+            &read_stdin()?,
+        ),
+        WechatCommand::Encrypt { callback, crypto } => wxpilot_wechat::cli::encrypt(
+            &callback.token,
+            &crypto.aes_key,
+            &crypto.appid,
+            &callback.timestamp,
+            &callback.nonce,
+            &read_stdin()?,
+        ),
+        WechatCommand::Simulator { listen } => {
+            eprintln!("WeChat simulator on http://{listen} (admin API under /_sim/)");
+            return wxpilot_wechat_sim::run(listen, wxpilot_wechat_sim::SimConfig::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("simulator: {e}"));
+        }
+    };
+    match output {
+        Ok(text) => {
+            println!("{text}");
+            Ok(())
+        }
+        Err(reason) => anyhow::bail!("{reason}"),
+    }
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Verify, decrypt, parse, reply and encrypt callback messages on one core.
+    Wechat {
+        /// Messages to process.
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// Print one JSON object of the figures.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push zero-sleep ping jobs through the queue (Redis when REDIS_URL is set) and workers.
+    Jobs {
+        /// Jobs to push.
+        #[arg(long, default_value_t = 5000)]
+        jobs: usize,
+        /// Worker runtimes.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Jobs each worker runs at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Enqueue at this rate (jobs/s) to measure latency at light load.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Print one JSON object of the figures.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,6 +295,19 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Openapi { output } => print_openapi(output),
+        Command::Wechat(command) => wechat(command).await,
+        Command::Bench(BenchCommand::Wechat { messages, json }) => {
+            let report = bench::run(messages)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} messages on one core: {:.0} messages/s ({:.2} µs each: verify, decrypt, parse, reply, encrypt)",
+                    report.messages, report.messages_per_s, report.mean_us
+                );
+            }
+            Ok(())
+        }
         Command::Secrets(SecretsCommand::GenerateKey) => {
             use secrecy::ExposeSecret;
             println!(
@@ -154,7 +328,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Migrate { status } => migrate(settings, status).await,
                 Command::Tenant(TenantCommand::Create(args)) => tenant_create(settings, args).await,
                 Command::Apikey(ApiKeyCommand::Create(args)) => apikey_create(settings, args).await,
-                Command::Openapi { .. } | Command::Secrets(_) => Ok(()),
+                Command::Bench(BenchCommand::Jobs {
+                    jobs,
+                    workers,
+                    concurrency,
+                    rate,
+                    json,
+                }) => {
+                    let report = wxpilot_worker::bench::run_jobs(
+                        settings,
+                        wxpilot_worker::bench::JobBench {
+                            jobs,
+                            workers,
+                            concurrency,
+                            rate,
+                        },
+                    )
+                    .await?;
+                    if json {
+                        println!("{}", serde_json::to_string(&report)?);
+                    } else {
+                        println!(
+                            "{} jobs via {} queue on {} with {} worker(s): {:.0} jobs/s; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (enqueue took {:.2} s)",
+                            report.jobs,
+                            report.queue,
+                            report.database,
+                            report.workers,
+                            report.throughput_per_s,
+                            report.latency_ms.p50,
+                            report.latency_ms.p90,
+                            report.latency_ms.p99,
+                            report.latency_ms.max,
+                            report.enqueue_s
+                        );
+                    }
+                    Ok(())
+                }
+                Command::Openapi { .. }
+                | Command::Secrets(_)
+                | Command::Wechat(_)
+                | Command::Bench(BenchCommand::Wechat { .. }) => Ok(()),
             }
         }
     }

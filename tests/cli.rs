@@ -303,3 +303,202 @@ fn generated_master_keys_are_usable() {
     let key = String::from_utf8(out.stdout).unwrap();
     assert!(wxpilot_core::MasterKey::from_base64(key.trim()).is_ok());
 }
+
+fn vectors() -> Value {
+    let dir = std::env::var("WXPILOT_CONFORMANCE_DIR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance").to_owned()
+    });
+    serde_json::from_str(
+        &std::fs::read_to_string(format!("{dir}/wechat/crypto-vectors.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Every published vector that carries a signature decrypts through the CLI; a wrong
+/// signature exits non-zero and says which check failed.
+#[test]
+fn wechat_decrypt_cli_passes_the_published_vectors() {
+    let vectors = vectors();
+    let mut checked = 0;
+    for v in vectors.as_array().unwrap() {
+        let (Some(sig), Some(ts), Some(nonce)) = (
+            v["msg_signature"]
+                .as_str()
+                .or_else(|| v["derived_msg_signature"].as_str()),
+            v["timestamp"].as_str(),
+            v["nonce"].as_str(),
+        ) else {
+            continue;
+        };
+        let body = format!(
+            "<xml><ToUserName><![CDATA[gh_x]]></ToUserName><Encrypt><![CDATA[{}]]></Encrypt></xml>",
+            v["encrypt"].as_str().unwrap()
+        );
+        let args = [
+            "wechat",
+            "decrypt",
+            "--token",
+            v["token"].as_str().unwrap(),
+            "--aes-key",
+            v["encoding_aes_key"].as_str().unwrap(),
+            "--appid",
+            v["appid"].as_str().unwrap(),
+            "--timestamp",
+            ts,
+            "--nonce",
+            nonce,
+            "--msg-signature",
+            sig,
+        ];
+        let out = run_with_stdin(&args, &body);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            v["id"],
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let expected = v["derived_msg"]
+            .as_str()
+            .or_else(|| v["msg"].as_str())
+            .unwrap();
+        assert_eq!(printed.trim_end_matches('\n'), expected, "{}", v["id"]);
+
+        let mut wrong = args.to_vec();
+        let last = wrong.len() - 1;
+        wrong[last] = "0000000000000000000000000000000000000000";
+        let out = run_with_stdin(&wrong, &body);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("msg_signature check failed"));
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} signed vectors");
+}
+
+#[test]
+fn wechat_encrypt_then_decrypt_round_trips_through_the_cli() {
+    let key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    let reply = "<xml><Content><![CDATA[你好 ]]]]><![CDATA[> 👋]]></Content></xml>";
+    let common = [
+        "--token",
+        "spamtest",
+        "--aes-key",
+        key,
+        "--appid",
+        "wx2c2769f8efd9abc2",
+        "--timestamp",
+        "1409735669",
+        "--nonce",
+        "1320562132",
+    ];
+    let mut args = vec!["wechat", "encrypt"];
+    args.extend(common);
+    let out = run_with_stdin(&args, reply);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let envelope = String::from_utf8(out.stdout).unwrap();
+    let sig = envelope
+        .split("<MsgSignature><![CDATA[")
+        .nth(1)
+        .and_then(|s| s.split("]]>").next())
+        .unwrap()
+        .to_owned();
+    let mut args = vec!["wechat", "decrypt"];
+    args.extend(common);
+    args.extend(["--msg-signature", &sig]);
+    let out = run_with_stdin(&args, &envelope);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end_matches('\n'),
+        reply
+    );
+
+    let out = run_with_stdin(
+        &[
+            "wechat",
+            "verify-url",
+            "--token",
+            "spamtest",
+            "--timestamp",
+            "1409735669",
+            "--nonce",
+            "1320562132",
+            "--signature",
+            "16120ec1b8dbb870f510d87ce6bc2463eae6ca1a",
+            "--echostr",
+            "hello",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "hello\n");
+}
+
+/// The benchmarks run and report their figures (their speed is recorded in
+/// docs/BENCHMARKS.md, never asserted here).
+#[test]
+fn benchmarks_report_their_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wxpilot(
+        dir.path(),
+        &["bench", "wechat", "--messages", "300", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["messages"], 300);
+    assert!(report["messages_per_s"].as_f64().unwrap() > 0.0);
+
+    let out = wxpilot(
+        dir.path(),
+        &["bench", "jobs", "--jobs", "30", "--workers", "2", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["jobs"], 30);
+    assert_eq!(report["queue"], "sqlite");
+    assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["latency_ms"]["p99"].as_f64().unwrap()
+            >= report["latency_ms"]["p50"].as_f64().unwrap()
+    );
+}

@@ -130,7 +130,7 @@ pub struct JobSettings {
     pub redispatch_after_secs: u64,
     /// Seconds running jobs get to finish after SIGTERM before they are handed back.
     pub shutdown_grace_secs: u64,
-    /// Milliseconds between polls of the embedded (SQLite) queue.
+    /// Milliseconds between polls of an idle queue (Redis or embedded).
     pub poll_interval_ms: u64,
     /// Prefix of every queue name (`<prefix>:<kind>`), so several deployments can share a Redis.
     pub queue_prefix: String,
@@ -148,7 +148,7 @@ impl Default for JobSettings {
             sweep_interval_ms: 2_000,
             redispatch_after_secs: 30,
             shutdown_grace_secs: 30,
-            poll_interval_ms: 100,
+            poll_interval_ms: 20,
             queue_prefix: "wxpilot".into(),
             kinds: Default::default(),
             webhooks: WebhookSettings::default(),

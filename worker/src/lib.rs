@@ -3,6 +3,7 @@
 //! each job under a lease, with retries, timeouts, cancellation and a per-tenant cap.
 //! Job kinds live in `jobs/`, one file each.
 
+pub mod bench;
 pub mod deliveries;
 pub mod jobs;
 pub mod queue;

@@ -40,6 +40,7 @@ enum Backend {
         conn: ConnectionManager,
         storages: Mutex<HashMap<String, RedisQueue>>,
         prefix: String,
+        poll: Duration,
     },
     Sqlite {
         pool: apalis_sqlite::SqlitePool,
@@ -65,6 +66,7 @@ impl JobQueue {
                 conn,
                 storages: Mutex::new(HashMap::new()),
                 prefix: settings.jobs.queue_prefix.clone(),
+                poll: Duration::from_millis(settings.jobs.poll_interval_ms.max(5)),
             })));
         }
         anyhow::ensure!(
@@ -99,6 +101,7 @@ impl JobQueue {
             .queue(queue_name(prefix, kind))
             .persist_results(false)
             .emit_events(false)
+            .batch_size(64)
             .heartbeat_interval(Duration::from_secs(5));
         RedisStorage::new(conn.clone()).with_config(config)
     }
@@ -106,6 +109,7 @@ impl JobQueue {
     fn sqlite_storage(pool: &apalis_sqlite::SqlitePool, prefix: &str, kind: &str) -> SqliteQueue {
         let config = apalis_sqlite::Config::default()
             .queue(queue_name(prefix, kind))
+            .batch_size(64)
             .persist_results(false)
             .heartbeat_interval(Duration::from_secs(5));
         SqliteStorage::new(pool).with_config(config)
@@ -132,6 +136,7 @@ impl JobQueue {
                 conn,
                 storages,
                 prefix,
+                ..
             } => {
                 let mut storage = storages
                     .lock()
@@ -171,6 +176,25 @@ impl JobQueue {
         pushed.map_err(|_| {
             anyhow::anyhow!("the queue did not accept the job within {DISPATCH_TIMEOUT:?}")
         })?
+    }
+
+    /// Drops finished queue messages older than an hour from the embedded queue (they carry
+    /// nothing the `jobs` table does not). Redis keeps none, as results are not persisted.
+    pub async fn vacuum(&self) -> anyhow::Result<u64> {
+        match &*self.0 {
+            Backend::Redis { .. } => Ok(0),
+            Backend::Sqlite { pool, .. } => {
+                let cutoff = chrono::Utc::now().timestamp() - 3600;
+                let done = sea_orm::sqlx::query(
+                    "DELETE FROM Jobs WHERE status IN ('Done', 'Failed', 'Killed') AND done_at IS NOT NULL AND done_at < ?",
+                )
+                .bind(cutoff)
+                .execute(pool)
+                .await
+                .context("vacuuming the embedded queue")?;
+                Ok(done.rows_affected())
+            }
+        }
     }
 
     /// Consumes every kind the runtime runs until `shutdown`. A consumer that stops on
@@ -220,8 +244,11 @@ impl JobQueue {
             Ok::<(), std::io::Error>(())
         };
         match &*self.0 {
-            Backend::Redis { conn, prefix, .. } => WorkerBuilder::new(name)
-                .backend(Self::redis_storage(conn, prefix, kind))
+            // An idle storage otherwise parks until its next heartbeat (seconds): poll instead.
+            Backend::Redis {
+                conn, prefix, poll, ..
+            } => WorkerBuilder::new(name)
+                .backend(Self::redis_storage(conn, prefix, kind).poll_with_interval(*poll))
                 .data(runtime.clone())
                 .data(Kind(kind))
                 .build(handle)

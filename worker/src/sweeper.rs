@@ -14,10 +14,17 @@ pub async fn run(runtime: Runtime, shutdown: CancellationToken) {
     let jobs = &runtime.settings().jobs;
     let every = Duration::from_millis(jobs.sweep_interval_ms.max(50));
     let redispatch = Duration::from_secs(jobs.redispatch_after_secs);
+    let mut last_vacuum = std::time::Instant::now();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
+        }
+        if last_vacuum.elapsed() >= Duration::from_secs(60) {
+            last_vacuum = std::time::Instant::now();
+            if let Err(e) = runtime.queue().vacuum().await {
+                tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
+            }
         }
         match sweep_once(&runtime, redispatch).await {
             Ok(0) => {}

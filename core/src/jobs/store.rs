@@ -123,8 +123,14 @@ pub async fn claim(
         return Ok(Claim::Held);
     }
     txn.commit().await?;
-    let claimed = job::Entity::find_by_id(id).one(db).await?;
-    Ok(claimed.map_or(Claim::Gone, |j| Claim::Claimed(Box::new(j))))
+    let mut claimed = current;
+    claimed.status = JobStatus::Running;
+    claimed.attempts += 1;
+    claimed.lease_owner = Some(worker.to_owned());
+    claimed.lease_expires_at = Some(lease_until(now, lease));
+    claimed.started_at = Some(claimed.started_at.unwrap_or(now));
+    claimed.updated_at = now;
+    Ok(Claim::Claimed(Box::new(claimed)))
 }
 
 /// The lease holder's view after renewing.
