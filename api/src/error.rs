@@ -50,6 +50,9 @@ pub enum ApiError {
     /// 401: no valid credential.
     #[error("{0}")]
     Unauthorized(String),
+    /// 402: the tenant's budget is used up.
+    #[error("{0}")]
+    PaymentRequired(String),
     /// 403: valid credential, not allowed.
     #[error("{0}")]
     Forbidden(String),
@@ -95,6 +98,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => ("bad-request", "Bad request"),
             ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            ApiError::PaymentRequired(_) => ("budget-exceeded", "Budget exceeded"),
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
@@ -148,6 +152,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -186,6 +191,7 @@ impl From<ServiceError> for ApiError {
             },
             ServiceError::Conflict(m) => ApiError::Conflict(m),
             ServiceError::Forbidden(m) => ApiError::Forbidden(m),
+            ServiceError::BudgetExceeded(m) => ApiError::PaymentRequired(m),
             ServiceError::Unauthorized(m) => ApiError::Unauthorized(m),
             ServiceError::Database(e) => {
                 let location = std::panic::Location::caller();

@@ -37,6 +37,9 @@ pub enum ServiceError {
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// The tenant's monthly budget is used up.
+    #[error("{0}")]
+    BudgetExceeded(String),
     /// Credentials were wrong or are no longer valid.
     #[error("{0}")]
     Unauthorized(String),

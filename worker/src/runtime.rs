@@ -56,6 +56,11 @@ pub trait JobHandler: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// Attempts, timeout, concurrency and backoff unless configuration overrides them.
     fn default_policy(&self) -> KindPolicy;
+    /// Whether the kind calls an LLM; such jobs are refused (402) once the tenant's monthly
+    /// token budget is used up.
+    fn uses_llm(&self) -> bool {
+        false
+    }
     /// Runs one attempt.
     fn run(
         &self,

@@ -58,7 +58,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(webhooks::update)
                 .service(webhooks::delete)
                 .service(webhooks::deliveries)
-                .service(usage::get),
+                .service(usage::get)
+                .service(usage::set_budget),
         );
 }
 

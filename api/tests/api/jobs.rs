@@ -574,3 +574,95 @@ async fn shutdown_finishes_or_hands_back_sqlite() {
 async fn shutdown_finishes_or_hands_back_redis() {
     shutdown_finishes_or_hands_back(Backend::Postgres).await;
 }
+
+/// The monthly token budget: admins set it, usage shows it, and once this month's LLM
+/// tokens reach it the check that guards LLM jobs refuses with 402.
+async fn token_budget(app: TestApp) {
+    use sea_orm::{ActiveModelTrait, Set};
+    use wxpilot_core::service::{Actor, usage};
+    let t = app.tenant("Budget").await;
+    let viewer = app.key(&t, wxpilot_entity::Role::Viewer).await;
+    let res = app
+        .client
+        .put(app.url("/v1/usage/budget"))
+        .bearer_auth(&viewer)
+        .json(&json!({"monthly_token_budget": 100}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 403).await;
+    let res = app
+        .client
+        .put(app.url("/v1/usage/budget"))
+        .bearer_auth(&t.owner_key)
+        .json(&json!({"monthly_token_budget": -1}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 422).await;
+    let res = app
+        .client
+        .put(app.url("/v1/usage/budget"))
+        .bearer_auth(&t.owner_key)
+        .json(&json!({"monthly_token_budget": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let usage_now: Value = res.json().await.unwrap();
+    assert_eq!(usage_now["monthly_token_budget"], 100);
+    assert_eq!(usage_now["llm_tokens"], 0);
+
+    let actor = Actor::cli(&t.id);
+    assert!(usage::ensure_token_budget(&app.db, &actor).await.is_ok());
+    for (metric, quantity) in [("llm.prompt_tokens", 70), ("llm.completion_tokens", 30)] {
+        wxpilot_entity::usage_record::ActiveModel {
+            id: Set(wxpilot_core::ids::new_id()),
+            tenant_id: Set(t.id.clone()),
+            job_id: Set(None),
+            metric: Set(metric.into()),
+            quantity: Set(quantity),
+            created_at: Set(chrono::Utc::now()),
+        }
+        .insert(&app.db)
+        .await
+        .unwrap();
+    }
+    let err = usage::ensure_token_budget(&app.db, &actor)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, wxpilot_core::ServiceError::BudgetExceeded(_)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("100"));
+    let shown: Value = app
+        .get("/v1/usage", &t.owner_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["llm_tokens"], 100);
+    assert_eq!(shown["totals"]["llm.prompt_tokens"], 70);
+    // Another tenant's budget is its own.
+    let b = app.tenant("No budget").await;
+    assert!(
+        usage::ensure_token_budget(&app.db, &Actor::cli(&b.id))
+            .await
+            .is_ok()
+    );
+    // Lifting the limit lets LLM jobs through again.
+    let res = app
+        .client
+        .put(app.url("/v1/usage/budget"))
+        .bearer_auth(&t.owner_key)
+        .json(&json!({"monthly_token_budget": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(usage::ensure_token_budget(&app.db, &actor).await.is_ok());
+}
+crate::both!(token_budget);

@@ -3,12 +3,17 @@
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set,
+};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use wxpilot_entity::{tenant, usage_record};
 
 use super::Actor;
+use super::audit::{self, Action};
 use crate::error::{ServiceError, ServiceResult};
 
 /// `GET /v1/usage` query.
@@ -81,6 +86,62 @@ pub async fn monthly<C: ConnectionTrait>(
         llm_tokens,
         monthly_token_budget: budget,
     })
+}
+
+/// `PUT /v1/usage/budget`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetUpdate {
+    /// LLM tokens (prompt + completion) a month; `null` removes the limit.
+    pub monthly_token_budget: Option<i64>,
+}
+
+/// Sets or clears the tenant's monthly token budget.
+pub async fn set_budget(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    update: BudgetUpdate,
+) -> ServiceResult<Usage> {
+    if update.monthly_token_budget.is_some_and(|b| b < 0) {
+        return Err(ServiceError::field(
+            "monthly_token_budget",
+            "must not be negative",
+        ));
+    }
+    let txn = crate::db::begin_write(db).await?;
+    let current = tenant::Entity::find_by_id(&actor.tenant_id)
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::NotFound("tenant"))?;
+    let mut model: tenant::ActiveModel = current.into();
+    model.monthly_token_budget = Set(update.monthly_token_budget);
+    model.updated_at = Set(Utc::now());
+    model.update(&txn).await?;
+    audit::record(
+        &txn,
+        actor,
+        Action::Update,
+        "tenant",
+        &actor.tenant_id,
+        json!({"monthly_token_budget": update.monthly_token_budget}),
+    )
+    .await?;
+    txn.commit().await?;
+    monthly(db, actor, &UsageQuery::default()).await
+}
+
+/// Fails with [`ServiceError::BudgetExceeded`] when the tenant has a monthly token budget
+/// and this month's LLM tokens have reached it. Called before queueing LLM jobs, so they
+/// fail fast instead of running up a bill.
+pub async fn ensure_token_budget<C: ConnectionTrait>(conn: &C, actor: &Actor) -> ServiceResult<()> {
+    let usage = monthly(conn, actor, &UsageQuery::default()).await?;
+    match usage.monthly_token_budget {
+        Some(budget) if usage.llm_tokens >= budget => Err(ServiceError::BudgetExceeded(format!(
+            "this month's LLM token budget of {budget} is used up ({} used); raise it with PUT /v1/usage/budget",
+            usage.llm_tokens
+        ))),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
