@@ -58,16 +58,8 @@ pub async fn accept_job(
     .await?;
     if created {
         // The record is durable already; if the queue is down the sweeper dispatches it later.
-        match state.queue.dispatch(kind, &job.id, None).await {
-            Ok(()) => {
-                if let Err(e) = wxpilot_core::jobs::store::mark_dispatched(&state.db, &job.id).await
-                {
-                    tracing::warn!(job_id = %job.id, error = %e, "could not mark the job dispatched");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "queue unavailable; the sweeper will dispatch the job")
-            }
+        if let Err(e) = state.queue.dispatch(kind, &job.id, None).await {
+            tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "queue unavailable; the sweeper will dispatch the job");
         }
     }
     let mut response = HttpResponse::Accepted();

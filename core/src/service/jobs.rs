@@ -167,7 +167,9 @@ pub async fn create(
         lease_owner: Set(None),
         lease_expires_at: Set(None),
         cancel_requested: Set(false),
-        dispatched_at: Set(None),
+        // The caller dispatches right after; should that fail, the sweeper dispatches the
+        // job again once `redispatch_after_secs` have passed. Saves a write per job.
+        dispatched_at: Set(Some(now)),
         created_at: Set(now),
         started_at: Set(None),
         finished_at: Set(None),
