@@ -264,6 +264,9 @@ struct ApiKeyCreate {
 enum SecretsCommand {
     /// Print a new random master key (base64) for WXPILOT_MASTER_KEY.
     GenerateKey,
+    /// Re-seal every stored secret under the current master key (WXPILOT_MASTER_KEY), reading
+    /// old values with WXPILOT_PREVIOUS_MASTER_KEYS. Safe while serving, and to repeat.
+    RotateMasterKey,
 }
 
 fn parse_role(value: &str) -> Result<Role, String> {
@@ -306,6 +309,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.messages, report.messages_per_s, report.mean_us
                 );
             }
+            Ok(())
+        }
+        Command::Secrets(SecretsCommand::RotateMasterKey) => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            telemetry::init(&settings.log);
+            let database = admin_db(&settings).await?;
+            let secrets = settings.secret_box()?;
+            let report = wxpilot_core::service::rotation::rotate_master_key(&database, &secrets)
+                .await
+                .map_err(describe)?;
+            println!(
+                "re-sealed {} secret(s) under master key {}; {} already used it; {} changed meanwhile (by writers already using it)",
+                report.resealed,
+                secrets.current_key().id(),
+                report.already_current,
+                report.skipped_concurrent
+            );
             Ok(())
         }
         Command::Secrets(SecretsCommand::GenerateKey) => {

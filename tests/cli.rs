@@ -208,6 +208,37 @@ async fn quick_start_flow_on_the_embedded_default() {
     for line in stderr.lines().filter(|l| l.starts_with('{')) {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
+
+    // Rotate the master key: the new one current, the generated file's key as previous.
+    let old = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    let new = String::from_utf8(wxpilot(dir.path(), &["secrets", "generate-key"]).stdout).unwrap();
+    let rotate = |previous: &str| {
+        Command::new(BIN)
+            .args(["secrets", "rotate-master-key"])
+            .env_clear()
+            .env("WXPILOT_DATA_DIR", dir.path())
+            .env("WXPILOT_LOG__FILTER", "warn")
+            .env("WXPILOT_MASTER_KEY", new.trim())
+            .env("WXPILOT_PREVIOUS_MASTER_KEYS", previous)
+            .output()
+            .unwrap()
+    };
+    let out = rotate(old.trim());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("re-sealed 2 secret(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = rotate("");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("re-sealed 0 secret(s)"),
+        "a second run has nothing to do"
+    );
 }
 
 #[test]

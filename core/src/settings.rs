@@ -202,6 +202,9 @@ pub struct Settings {
     pub master_key: Option<SecretString>,
     /// A file holding the base64 master key (a mounted Kubernetes Secret, say).
     pub master_key_file: Option<PathBuf>,
+    /// Earlier master keys, base64, comma-separated: accepted for reading while
+    /// `wxpilot secrets rotate-master-key` re-seals everything under the current one.
+    pub previous_master_keys: Option<SecretString>,
     /// Logging.
     pub log: LogSettings,
     /// HTTP server.
@@ -224,6 +227,7 @@ impl Default for Settings {
             redis_url: None,
             master_key: None,
             master_key_file: None,
+            previous_master_keys: None,
             log: LogSettings::default(),
             http: HttpSettings::default(),
             auth: AuthSettings::default(),
@@ -341,7 +345,31 @@ impl Settings {
                 tracing::info!(key_id = %key.id(), "master key loaded from configuration")
             }
         }
-        Ok(SecretBox::new(key, Vec::new()))
+        let previous = self.previous_keys()?;
+        if !previous.is_empty() {
+            tracing::info!(
+                count = previous.len(),
+                "previous master keys accepted for reading"
+            );
+        }
+        Ok(SecretBox::new(key, previous))
+    }
+
+    /// The previous master keys, parsed.
+    pub fn previous_keys(&self) -> anyhow::Result<Vec<MasterKey>> {
+        let Some(list) = &self.previous_master_keys else {
+            return Ok(Vec::new());
+        };
+        list.expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .enumerate()
+            .map(|(i, text)| {
+                MasterKey::from_base64(text)
+                    .with_context(|| format!("previous master key #{} is invalid", i + 1))
+            })
+            .collect()
     }
 }
 

@@ -112,3 +112,63 @@ async fn secrets_are_write_only_and_sealed(app: TestApp) {
     }
 }
 both!(secrets_are_write_only_and_sealed);
+
+/// Rotation re-seals every secret under the new key, reading old ones with the previous
+/// key; it can run again safely, and afterwards the old key alone opens nothing.
+async fn master_key_rotation(app: TestApp) {
+    use wxpilot_core::MasterKey;
+    use wxpilot_core::service::rotation::rotate_master_key;
+    let t = app.tenant("Rotation").await;
+    let id = app.create_account(&t.owner_key, "wx2c2769f8efd9abc2").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .post(
+            "/v1/webhooks",
+            &t.owner_key,
+            &json!({"url": "https://hooks.example.cn/x", "events": ["job.dead"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    let new_key = MasterKey::generate();
+    let new_text = new_key.to_base64();
+    let rotating = SecretBox::new(new_key, vec![app.master_key()]);
+    let report = rotate_master_key(&app.db, &rotating).await.unwrap();
+    assert_eq!((report.resealed, report.already_current), (3, 0));
+    let again = rotate_master_key(&app.db, &rotating).await.unwrap();
+    assert_eq!(
+        (again.resealed, again.already_current),
+        (0, 3),
+        "idempotent"
+    );
+
+    let only_new = SecretBox::new(
+        MasterKey::from_base64(new_text.expose_secret()).unwrap(),
+        vec![],
+    );
+    let creds = accounts::credentials(&app.db, &only_new, &Actor::cli(&t.id), &id)
+        .await
+        .unwrap();
+    assert_eq!(creds.app_secret.expose_secret(), APP_SECRET);
+    assert_eq!(creds.encoding_aes_key.expose_secret(), AES_KEY);
+    let only_old = SecretBox::new(app.master_key(), vec![]);
+    assert!(
+        accounts::credentials(&app.db, &only_old, &Actor::cli(&t.id), &id)
+            .await
+            .is_err()
+    );
+
+    // Without the old key the rotation cannot read what it must re-seal, and says so.
+    let fresh = SecretBox::new(MasterKey::generate(), vec![]);
+    let err = rotate_master_key(&app.db, &fresh).await.unwrap_err();
+    assert!(
+        err.to_string().contains("previous_master_keys")
+            || format!("{err:?}").contains("previous_master_keys"),
+        "{err:?}"
+    );
+}
+both!(master_key_rotation);

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod campaigns;
 pub mod jobs;
 pub mod login;
+pub mod rotation;
 pub mod tenants;
 pub mod usage;
 pub mod users;
