@@ -55,8 +55,36 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Health>> 
 )]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let text = state.metrics.render().map_err(ApiError::Internal)?;
+    let mut text = state.metrics.render().map_err(ApiError::Internal)?;
+    // Job gauges are read from the jobs table at scrape time, so they are right whichever
+    // process runs the workers.
+    match wxpilot_core::jobs::store::counts(&state.db).await {
+        Ok(counts) => text.push_str(&render_job_gauges(&counts)),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "job gauges unavailable"),
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))
+}
+
+fn render_job_gauges(counts: &wxpilot_core::jobs::store::JobCounts) -> String {
+    use std::fmt::Write;
+    let mut out = String::from(
+        "# HELP wxpilot_jobs Jobs by kind and state (queued, running, failed = waiting to retry, dead).\n# TYPE wxpilot_jobs gauge\n",
+    );
+    for (kind, status, n) in &counts.by_state {
+        let _ = writeln!(
+            out,
+            "wxpilot_jobs{{kind=\"{kind}\",status=\"{}\"}} {n}",
+            status.as_str()
+        );
+    }
+    out.push_str("# HELP wxpilot_jobs_oldest_waiting_seconds Age of the oldest queued job by kind.\n# TYPE wxpilot_jobs_oldest_waiting_seconds gauge\n");
+    for (kind, age) in &counts.oldest_waiting {
+        let _ = writeln!(
+            out,
+            "wxpilot_jobs_oldest_waiting_seconds{{kind=\"{kind}\"}} {age}"
+        );
+    }
+    out
 }

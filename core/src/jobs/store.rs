@@ -449,3 +449,63 @@ mod tests {
         }
     }
 }
+
+/// Jobs by kind and status, across all tenants, for monitoring (`wxpilot_jobs`), with the
+/// age in seconds of the oldest waiting job per kind (`wxpilot_jobs_oldest_waiting_seconds`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct JobCounts {
+    /// `(kind, status, count)` for the unfinished and dead states.
+    pub by_state: Vec<(String, JobStatus, u64)>,
+    /// `(kind, seconds)`.
+    pub oldest_waiting: Vec<(String, f64)>,
+}
+
+/// Counts unfinished and dead jobs for the metrics endpoint.
+pub async fn counts(db: &DatabaseConnection) -> anyhow::Result<JobCounts> {
+    use sea_orm::{FromQueryResult, QueryOrder};
+    #[derive(FromQueryResult)]
+    struct Row {
+        kind: String,
+        status: JobStatus,
+        n: i64,
+    }
+    let states = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Failed,
+        JobStatus::Dead,
+    ];
+    let rows = job::Entity::find()
+        .select_only()
+        .column(job::Column::Kind)
+        .column(job::Column::Status)
+        .column_as(job::Column::Id.count(), "n")
+        .filter(job::Column::Status.is_in(states))
+        .group_by(job::Column::Kind)
+        .group_by(job::Column::Status)
+        .into_model::<Row>()
+        .all(db)
+        .await?;
+    let now = Utc::now();
+    let mut oldest = Vec::new();
+    let kinds: std::collections::BTreeSet<String> = rows.iter().map(|r| r.kind.clone()).collect();
+    for kind in kinds {
+        let first = job::Entity::find()
+            .filter(job::Column::Kind.eq(&kind))
+            .filter(job::Column::Status.eq(JobStatus::Queued))
+            .order_by_asc(job::Column::RunAt)
+            .one(db)
+            .await?;
+        if let Some(first) = first {
+            let age = (now - first.run_at).num_milliseconds().max(0) as f64 / 1000.0;
+            oldest.push((kind, age));
+        }
+    }
+    Ok(JobCounts {
+        by_state: rows
+            .into_iter()
+            .map(|r| (r.kind, r.status, u64::try_from(r.n).unwrap_or(0)))
+            .collect(),
+        oldest_waiting: oldest,
+    })
+}

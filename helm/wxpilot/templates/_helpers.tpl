@@ -129,6 +129,9 @@ The settings file. `listen` and `data_dir` are fixed by the chart; the rest come
 - name: WXPILOT_MASTER_KEY
   valueFrom:
     secretKeyRef: {name: {{ $secret | quote }}, key: WXPILOT_MASTER_KEY}
+- name: WXPILOT_PREVIOUS_MASTER_KEYS
+  valueFrom:
+    secretKeyRef: {name: {{ $secret | quote }}, key: WXPILOT_PREVIOUS_MASTER_KEYS, optional: true}
 {{- range $s.llmKeys }}
 - name: {{ . }}
   valueFrom:
