@@ -15,7 +15,7 @@ use wxpilot_entity::{EncryptionMode, official_account};
 use super::audit::{self, Action, REDACTED};
 use super::{Actor, Page, PageRequest, conflict_on_unique, fetch_page};
 use crate::error::{ServiceError, ServiceResult};
-use crate::ids::{is_id, new_id};
+use crate::ids::new_id;
 use crate::secrets::SecretBox;
 use crate::validate::{
     Checks, is_app_id, is_app_secret, is_callback_token, is_encoding_aes_key, is_original_id,
@@ -273,18 +273,8 @@ async fn find_model<C: ConnectionTrait>(
     actor: &Actor,
     id: &str,
 ) -> ServiceResult<official_account::Model> {
-    if !is_id(id) {
-        return Err(ServiceError::NotFound(RESOURCE_NAME));
-    }
-    official_account::Entity::find()
-        .filter(official_account::Column::TenantId.eq(&actor.tenant_id))
-        .filter(official_account::Column::Id.eq(id))
-        .one(conn)
-        .await?
-        .ok_or(ServiceError::NotFound(RESOURCE_NAME))
+    super::find_owned::<official_account::Entity, _>(conn, actor, id).await
 }
-
-const RESOURCE_NAME: &str = "official account";
 
 /// Whether the account exists in the actor's tenant (campaigns check their account this way).
 pub async fn exists<C: ConnectionTrait>(conn: &C, actor: &Actor, id: &str) -> ServiceResult<bool> {
@@ -434,11 +424,7 @@ pub async fn update(
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
     let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
-    official_account::Entity::delete_many()
-        .filter(official_account::Column::TenantId.eq(&actor.tenant_id))
-        .filter(official_account::Column::Id.eq(&current.id))
-        .exec(&txn)
-        .await?;
+    super::delete_owned::<official_account::Entity, _>(&txn, actor, &current.id).await?;
     audit::record(
         &txn,
         actor,

@@ -14,7 +14,7 @@ use super::audit::{self, Action};
 use super::users::OwnerChange;
 use super::{Actor, Page, PageRequest, Scopes, fetch_page};
 use crate::error::{ServiceError, ServiceResult};
-use crate::ids::{is_id, new_id};
+use crate::ids::new_id;
 use crate::keys;
 use crate::validate::Checks;
 
@@ -192,15 +192,7 @@ async fn find_model<C: ConnectionTrait>(
     actor: &Actor,
     id: &str,
 ) -> ServiceResult<api_key::Model> {
-    if !is_id(id) {
-        return Err(ServiceError::NotFound("API key"));
-    }
-    api_key::Entity::find()
-        .filter(api_key::Column::TenantId.eq(&actor.tenant_id))
-        .filter(api_key::Column::Id.eq(id))
-        .one(conn)
-        .await?
-        .ok_or(ServiceError::NotFound("API key"))
+    super::find_owned::<api_key::Entity, _>(conn, actor, id).await
 }
 
 /// One key.

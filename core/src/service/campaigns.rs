@@ -12,8 +12,8 @@ use wxpilot_entity::{CampaignStatus, campaign};
 
 use super::audit::{self, Action};
 use super::{Actor, Page, PageRequest, accounts, double_option, fetch_page};
-use crate::error::{ServiceError, ServiceResult};
-use crate::ids::{is_id, new_id};
+use crate::error::ServiceResult;
+use crate::ids::new_id;
 use crate::validate::{Checks, date_in_range, date_order};
 
 const RESOURCE: &str = "campaign";
@@ -211,15 +211,7 @@ async fn find_model<C: ConnectionTrait>(
     actor: &Actor,
     id: &str,
 ) -> ServiceResult<campaign::Model> {
-    if !is_id(id) {
-        return Err(ServiceError::NotFound(RESOURCE));
-    }
-    campaign::Entity::find()
-        .filter(campaign::Column::TenantId.eq(&actor.tenant_id))
-        .filter(campaign::Column::Id.eq(id))
-        .one(conn)
-        .await?
-        .ok_or(ServiceError::NotFound(RESOURCE))
+    super::find_owned::<campaign::Entity, _>(conn, actor, id).await
 }
 
 /// One campaign.
@@ -328,11 +320,7 @@ pub async fn update(
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
     let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
-    campaign::Entity::delete_many()
-        .filter(campaign::Column::TenantId.eq(&actor.tenant_id))
-        .filter(campaign::Column::Id.eq(&current.id))
-        .exec(&txn)
-        .await?;
+    super::delete_owned::<campaign::Entity, _>(&txn, actor, &current.id).await?;
     audit::record(
         &txn,
         actor,

@@ -14,7 +14,7 @@ use wxpilot_entity::{JobStatus, job};
 
 use super::{Actor, Page, PageRequest, fetch_page};
 use crate::error::{ServiceError, ServiceResult};
-use crate::ids::{is_id, new_id};
+use crate::ids::new_id;
 
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -201,15 +201,7 @@ async fn find_model<C: ConnectionTrait>(
     actor: &Actor,
     id: &str,
 ) -> ServiceResult<job::Model> {
-    if !is_id(id) {
-        return Err(ServiceError::NotFound("job"));
-    }
-    job::Entity::find()
-        .filter(job::Column::TenantId.eq(&actor.tenant_id))
-        .filter(job::Column::Id.eq(id))
-        .one(conn)
-        .await?
-        .ok_or(ServiceError::NotFound("job"))
+    super::find_owned::<job::Entity, _>(conn, actor, id).await
 }
 
 /// One job.

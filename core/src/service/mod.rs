@@ -174,6 +174,71 @@ where
     Ok((query.all(conn).await?, limit))
 }
 
+/// A table whose rows belong to one tenant each.
+pub(crate) trait TenantOwned: EntityTrait {
+    /// What a missing row is called in a 404.
+    const NAME: &'static str;
+    /// The `tenant_id` column.
+    fn tenant_column() -> Self::Column;
+    /// The `id` column.
+    fn id_column() -> Self::Column;
+}
+
+macro_rules! tenant_owned {
+    ($($module:ident => $name:literal),* $(,)?) => {
+        $(impl TenantOwned for wxpilot_entity::$module::Entity {
+            const NAME: &'static str = $name;
+            fn tenant_column() -> Self::Column {
+                wxpilot_entity::$module::Column::TenantId
+            }
+            fn id_column() -> Self::Column {
+                wxpilot_entity::$module::Column::Id
+            }
+        })*
+    };
+}
+
+tenant_owned!(
+    official_account => "official account",
+    campaign => "campaign",
+    user => "user",
+    api_key => "API key",
+    job => "job",
+    webhook_endpoint => "webhook",
+);
+
+/// The row `id` of the actor's tenant; a malformed id, a missing row and another
+/// tenant's row are all the same 404.
+pub(crate) async fn find_owned<E: TenantOwned, C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: &str,
+) -> ServiceResult<E::Model> {
+    if !crate::ids::is_id(id) {
+        return Err(ServiceError::NotFound(E::NAME));
+    }
+    E::find()
+        .filter(E::tenant_column().eq(actor.tenant_id.as_str()))
+        .filter(E::id_column().eq(id))
+        .one(conn)
+        .await?
+        .ok_or(ServiceError::NotFound(E::NAME))
+}
+
+/// Deletes the row `id` of the actor's tenant.
+pub(crate) async fn delete_owned<E: TenantOwned, C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    id: &str,
+) -> ServiceResult<()> {
+    E::delete_many()
+        .filter(E::tenant_column().eq(actor.tenant_id.as_str()))
+        .filter(E::id_column().eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Maps a unique-constraint violation to a 409 with `message`, other errors unchanged.
 pub(crate) fn conflict_on_unique(err: DbErr, message: &str) -> ServiceError {
     match err.sql_err() {

@@ -15,7 +15,7 @@ use wxpilot_entity::{Role, api_key, user};
 use super::audit::{self, Action, REDACTED};
 use super::{Actor, Page, PageRequest, conflict_on_unique, fetch_page};
 use crate::error::{ServiceError, ServiceResult};
-use crate::ids::{is_id, new_id};
+use crate::ids::new_id;
 use crate::passwords;
 use crate::validate::{self, Checks, is_email};
 
@@ -136,15 +136,7 @@ async fn find_model<C: ConnectionTrait>(
     actor: &Actor,
     id: &str,
 ) -> ServiceResult<user::Model> {
-    if !is_id(id) {
-        return Err(ServiceError::NotFound(RESOURCE));
-    }
-    user::Entity::find()
-        .filter(user::Column::TenantId.eq(&actor.tenant_id))
-        .filter(user::Column::Id.eq(id))
-        .one(conn)
-        .await?
-        .ok_or(ServiceError::NotFound(RESOURCE))
+    super::find_owned::<user::Entity, _>(conn, actor, id).await
 }
 
 /// One user.
@@ -287,11 +279,7 @@ pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> Service
         current.role,
     )
     .await?;
-    user::Entity::delete_many()
-        .filter(user::Column::TenantId.eq(&actor.tenant_id))
-        .filter(user::Column::Id.eq(&current.id))
-        .exec(&txn)
-        .await?;
+    super::delete_owned::<user::Entity, _>(&txn, actor, &current.id).await?;
     audit::record(
         &txn,
         actor,

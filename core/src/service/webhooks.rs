@@ -14,8 +14,8 @@ use wxpilot_entity::{webhook_delivery, webhook_endpoint};
 
 use super::audit::{self, Action, REDACTED};
 use super::{Actor, Page, PageRequest, fetch_page};
-use crate::error::{ServiceError, ServiceResult};
-use crate::ids::{is_id, new_id};
+use crate::error::ServiceResult;
+use crate::ids::new_id;
 use crate::jobs::webhooks::EVENTS;
 use crate::secrets::SecretBox;
 use crate::validate::Checks;
@@ -227,15 +227,7 @@ async fn find_model<C: ConnectionTrait>(
     actor: &Actor,
     id: &str,
 ) -> ServiceResult<webhook_endpoint::Model> {
-    if !is_id(id) {
-        return Err(ServiceError::NotFound(RESOURCE));
-    }
-    webhook_endpoint::Entity::find()
-        .filter(webhook_endpoint::Column::TenantId.eq(&actor.tenant_id))
-        .filter(webhook_endpoint::Column::Id.eq(id))
-        .one(conn)
-        .await?
-        .ok_or(ServiceError::NotFound(RESOURCE))
+    super::find_owned::<webhook_endpoint::Entity, _>(conn, actor, id).await
 }
 
 /// One endpoint.
@@ -309,11 +301,7 @@ pub async fn update(
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
     let txn = crate::db::begin_write(db).await?;
     let current = find_model(&txn, actor, id).await?;
-    webhook_endpoint::Entity::delete_many()
-        .filter(webhook_endpoint::Column::TenantId.eq(&actor.tenant_id))
-        .filter(webhook_endpoint::Column::Id.eq(&current.id))
-        .exec(&txn)
-        .await?;
+    super::delete_owned::<webhook_endpoint::Entity, _>(&txn, actor, &current.id).await?;
     audit::record(
         &txn,
         actor,
