@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_foundation;
 mod m20261203_000002_jobs;
+mod m20261203_000003_job_trace;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261203_000001_foundation::Migration),
             Box::new(m20261203_000002_jobs::Migration),
+            Box::new(m20261203_000003_job_trace::Migration),
         ]
     }
 }

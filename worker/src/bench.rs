@@ -151,6 +151,7 @@ pub async fn run_jobs(mut settings: Settings, bench: JobBench) -> anyhow::Result
                         payload: json!({}),
                         max_attempts: 3,
                         idempotency_key: None,
+                        traceparent: None,
                     },
                 )
                 .await

@@ -245,7 +245,13 @@ impl Runtime {
             Claim::Held | Claim::Gone => return Ok(()),
         };
         let attempt = u32::try_from(job.attempts).unwrap_or(u32::MAX);
-        let span = tracing::info_span!("job", job_id, kind, attempt, tenant_id = %job.tenant_id);
+        let trace_id = job
+            .traceparent
+            .as_deref()
+            .and_then(wxpilot_core::service::jobs::trace_id)
+            .unwrap_or("-")
+            .to_owned();
+        let span = tracing::info_span!("job", job_id, kind, attempt, tenant_id = %job.tenant_id, trace_id = %trace_id);
         self.run_claimed(kind, *job, attempt).instrument(span).await
     }
 

@@ -53,6 +53,11 @@ pub async fn accept_job(
             payload,
             max_attempts,
             idempotency_key: idempotency_key(req)?,
+            traceparent: req
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(jobs::parse_traceparent),
         },
     )
     .await?;

@@ -323,6 +323,29 @@ async fn idempotency_keys(app: TestApp) {
             .unwrap()
             .contains("Idempotency-Key")
     );
+    // A caller's trace context travels with the job; a malformed one is ignored.
+    let traced = app
+        .post("/v1/jobs/ping", &t.owner_key, &json!({"echo": "traced"}))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    let traced: Value = traced.json().await.unwrap();
+    assert_eq!(
+        traced["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+    let untraced = app
+        .post("/v1/jobs/ping", &t.owner_key, &json!({"echo": "x"}))
+        .header("traceparent", "garbage")
+        .send()
+        .await
+        .unwrap();
+    let untraced: Value = untraced.json().await.unwrap();
+    assert!(untraced["traceparent"].is_null());
     let other = send("order-43", json!({"echo": 1})).await.unwrap();
     let other: Value = other.json().await.unwrap();
     assert_ne!(other["id"], first["id"]);
@@ -343,7 +366,7 @@ async fn idempotency_keys(app: TestApp) {
         .await
         .unwrap();
     expect_problem(bad, 422).await;
-    assert_eq!(app.count("jobs").await, 2);
+    assert_eq!(app.count("jobs").await, 4);
 
     // Another tenant's same key is its own.
     let b = app.tenant("Other").await;

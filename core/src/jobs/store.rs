@@ -421,6 +421,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             updated_at: now,
+            traceparent: None,
         }
     }
 

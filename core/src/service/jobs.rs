@@ -56,6 +56,8 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The W3C `traceparent` the job was created under; its worker logs carry the trace id.
+    pub traceparent: Option<String>,
 }
 
 impl From<job::Model> for Job {
@@ -78,6 +80,7 @@ impl From<job::Model> for Job {
             started_at: m.started_at,
             finished_at: m.finished_at,
             updated_at: m.updated_at,
+            traceparent: m.traceparent,
         }
     }
 }
@@ -93,6 +96,36 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// The client's `Idempotency-Key`, if any.
     pub idempotency_key: Option<String>,
+    /// The caller's W3C `traceparent`, already checked with [`parse_traceparent`].
+    pub traceparent: Option<String>,
+}
+
+/// A valid W3C `traceparent` (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`,
+/// ids not all zero), lower-cased; `None` for anything else, which is then ignored.
+pub fn parse_traceparent(value: &str) -> Option<String> {
+    let value = value.trim().to_ascii_lowercase();
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    match parts.as_slice() {
+        [version, trace, parent, flags]
+            if hex(version, 2)
+                && *version != "ff"
+                && hex(trace, 32)
+                && nonzero(trace)
+                && hex(parent, 16)
+                && nonzero(parent)
+                && hex(flags, 2) =>
+        {
+            Some(value)
+        }
+        _ => None,
+    }
+}
+
+/// The trace id inside a `traceparent`.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    traceparent.split('-').nth(1)
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -174,6 +207,7 @@ pub async fn create(
         started_at: Set(None),
         finished_at: Set(None),
         updated_at: Set(now),
+        traceparent: Set(input.traceparent.clone()),
     }
     .insert(db)
     .await;
@@ -329,6 +363,30 @@ pub async fn retry(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceparents() {
+        let good = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01";
+        assert_eq!(
+            parse_traceparent(good).as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        assert_eq!(
+            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-xyz92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn request_hash_tells_bodies_apart() {
