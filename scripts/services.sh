@@ -72,7 +72,14 @@ drop_test_databases() {
     done
 }
 
+# Queues and token stores of earlier test runs (each test uses a prefix of its own).
+drop_test_keys() {
+  redis-cli -h 127.0.0.1 -p 6379 --scan --pattern 'wxptest-*' 2>/dev/null | xargs -r -n 500 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null 2>&1 || true
+  redis-cli -h 127.0.0.1 -p 6379 --scan --pattern 'wxpbench-*' 2>/dev/null | xargs -r -n 500 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null 2>&1 || true
+}
+
 ensure_postgres
 ensure_redis
 drop_test_databases
+drop_test_keys
 log "Postgres and Redis are up"

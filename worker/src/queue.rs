@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use apalis::prelude::*;
+use apalis_core::backend::Vacuum;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::SqliteStorage;
 use sea_orm::DatabaseConnection;
@@ -99,7 +100,10 @@ impl JobQueue {
     fn redis_storage(conn: &ConnectionManager, prefix: &str, kind: &str) -> RedisQueue {
         let config = apalis_redis::Config::default()
             .queue(queue_name(prefix, kind))
-            .persist_results(false)
+            // Results are not needed (the jobs table has them), but apalis only acknowledges
+            // a task when it persists its result; unacknowledged tasks would stay "Running"
+            // and be re-enqueued as orphans. `vacuum` removes finished ones.
+            .persist_results(true)
             .emit_events(false)
             .batch_size(64)
             .heartbeat_interval(Duration::from_secs(5));
@@ -110,7 +114,7 @@ impl JobQueue {
         let config = apalis_sqlite::Config::default()
             .queue(queue_name(prefix, kind))
             .batch_size(64)
-            .persist_results(false)
+            .persist_results(true)
             .heartbeat_interval(Duration::from_secs(5));
         SqliteStorage::new(pool).with_config(config)
     }
@@ -178,23 +182,23 @@ impl JobQueue {
         })?
     }
 
-    /// Drops finished queue messages older than an hour from the embedded queue (they carry
-    /// nothing the `jobs` table does not). Redis keeps none, as results are not persisted.
-    pub async fn vacuum(&self) -> anyhow::Result<u64> {
-        match &*self.0 {
-            Backend::Redis { .. } => Ok(0),
-            Backend::Sqlite { pool, .. } => {
-                let cutoff = chrono::Utc::now().timestamp() - 3600;
-                let done = sea_orm::sqlx::query(
-                    "DELETE FROM Jobs WHERE status IN ('Done', 'Failed', 'Killed') AND done_at IS NOT NULL AND done_at < ?",
-                )
-                .bind(cutoff)
-                .execute(pool)
-                .await
-                .context("vacuuming the embedded queue")?;
-                Ok(done.rows_affected())
-            }
+    /// Removes acknowledged (finished) messages of `kinds` from the queue; they carry nothing
+    /// the `jobs` table does not. Returns how many were removed.
+    pub async fn vacuum(&self, kinds: &[&str]) -> anyhow::Result<usize> {
+        let mut removed = 0;
+        for kind in kinds {
+            removed += match &*self.0 {
+                Backend::Redis { conn, prefix, .. } => Self::redis_storage(conn, prefix, kind)
+                    .vacuum()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("vacuuming the Redis queue: {e}"))?,
+                Backend::Sqlite { pool, prefix, .. } => Self::sqlite_storage(pool, prefix, kind)
+                    .vacuum()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("vacuuming the embedded queue: {e}"))?,
+            };
         }
+        Ok(removed)
     }
 
     /// Consumes every kind the runtime runs until `shutdown`. A consumer that stops on

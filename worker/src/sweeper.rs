@@ -22,7 +22,7 @@ pub async fn run(runtime: Runtime, shutdown: CancellationToken) {
         }
         if last_vacuum.elapsed() >= Duration::from_secs(60) {
             last_vacuum = std::time::Instant::now();
-            if let Err(e) = runtime.queue().vacuum().await {
+            if let Err(e) = runtime.queue().vacuum(&runtime.kinds()).await {
                 tracing::warn!(error = %format!("{e:#}"), "queue vacuum failed");
             }
         }

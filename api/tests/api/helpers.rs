@@ -33,6 +33,8 @@ pub struct TestApp {
     /// The master key the server uses, so tests can mint tokens and open secrets.
     pub master_key: SecretString,
     pub sqlite_path: Option<std::path::PathBuf>,
+    /// The app's job queue.
+    pub queue: wxpilot_worker::JobQueue,
     /// The in-process worker, when started.
     pub worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     stop: CancellationToken,
@@ -149,6 +151,7 @@ async fn spawn(backend: Backend, with_worker: bool, adjust: impl FnOnce(&mut Set
         ))
     });
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let queue = deps.queue.clone();
     let app = Application::build_with(settings, deps, listener).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -159,6 +162,7 @@ async fn spawn(backend: Backend, with_worker: bool, adjust: impl FnOnce(&mut Set
         backend,
         master_key: master_text,
         sqlite_path,
+        queue,
         worker,
         stop: shutdown.clone(),
         _stop_on_drop: shutdown.drop_guard(),

@@ -160,6 +160,24 @@ async fn progress_streams_in_order(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(none["items"].as_array().unwrap().len(), 0);
+
+    // The queue acknowledged the message, so vacuuming removes it (nothing piles up).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut removed = 0;
+    while removed == 0 {
+        removed = app.queue.vacuum(&["ping"]).await.unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the finished message was never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(removed >= 1);
+    assert_eq!(
+        app.queue.vacuum(&["ping"]).await.unwrap(),
+        0,
+        "a second vacuum finds nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
