@@ -60,7 +60,7 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     /// 405.
-    #[error("method not allowed")]
+    #[error("this path does not take that method; the Allow header lists the ones it does")]
     MethodNotAllowed,
     /// 408.
     #[error("the request body did not arrive in time")]

@@ -9,6 +9,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
+pub mod routes_table;
 pub mod startup;
 pub mod state;
 

@@ -88,11 +88,13 @@ impl Application {
         });
         let port = listener.local_addr()?.port();
         let doc = crate::openapi::document();
+        let routes = crate::routes_table::RouteTable::from_document(&doc);
         let body_limit = settings.http.body_limit_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(BodyLimit(body_limit))
+                .app_data(web::Data::new(routes.clone()))
                 .app_data(web::PayloadConfig::new(body_limit))
                 .app_data(
                     web::PathConfig::default()
@@ -126,6 +128,18 @@ impl Application {
 }
 
 async fn unmatched(req: HttpRequest) -> actix_web::HttpResponse {
+    let allowed = req
+        .app_data::<web::Data<crate::routes_table::RouteTable>>()
+        .and_then(|t| t.allowed(req.path()));
+    if let Some(methods) = allowed.filter(|m| !m.is_empty()) {
+        let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&methods.join(", ")) {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::ALLOW, value);
+        }
+        return response;
+    }
     if req.path() == "/docs" {
         // Swagger UI lives under /docs/; a bare /docs is a common first try.
         return actix_web::HttpResponse::PermanentRedirect()

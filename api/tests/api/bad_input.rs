@@ -125,9 +125,28 @@ async fn bad_bodies_are_4xx_and_change_nothing(app: TestApp) {
         404,
     )
     .await;
+    // A known path with the wrong method: 405 naming the methods it takes.
+    let res = app
+        .client
+        .put(app.url("/v1/accounts"))
+        .bearer_auth(&t.owner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["allow"], "GET, POST");
+    expect_problem(res, 405).await;
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/accounts/{account}")))
+        .bearer_auth(&t.owner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["allow"], "GET, PATCH, DELETE");
+    expect_problem(res, 405).await;
     expect_problem(
         app.client
-            .put(app.url("/v1/accounts"))
+            .get(app.url("/v1/no-such-thing"))
             .bearer_auth(&t.owner_key)
             .send()
             .await
