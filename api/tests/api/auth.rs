@@ -53,25 +53,7 @@ async fn bad_credentials_are_401(app: TestApp) {
         )
     };
     let revoked = app.key(&t, Role::Admin).await;
-    let revoked_id = {
-        let list: Value = app
-            .get("/v1/api-keys", &t.owner_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| revoked.starts_with(k["prefix"].as_str().unwrap()))
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let revoked_id = key_id(&app, &t.owner_key, &revoked).await;
     let res = app
         .delete(&format!("/v1/api-keys/{revoked_id}"), &t.owner_key)
         .send()
@@ -330,15 +312,7 @@ async fn token_exchange(app: TestApp) {
     assert_eq!(user["email"], "li.lei@agency.cn");
     assert!(user.get("password").is_none() && user.get("password_hash").is_none());
 
-    let login = |tenant: String, email: &'static str, password: &'static str| {
-        app.client
-            .post(app.url("/v1/auth/token"))
-            .json(&json!({"grant_type": "password", "tenant": tenant, "email": email, "password": password}))
-            .send()
-    };
-    let res = login(t.id.clone(), "li.lei@agency.cn", "correct horse battery")
-        .await
-        .unwrap();
+    let res = login(&app, &t.id, "li.lei@agency.cn", "correct horse battery").await;
     assert_eq!(res.status(), 200);
     let token: Value = res.json().await.unwrap();
     assert_eq!(token["role"], "editor");
@@ -373,26 +347,21 @@ async fn token_exchange(app: TestApp) {
 
     // By slug too; wrong password, unknown email and unknown tenant look the same.
     assert_eq!(
-        login("tokens".into(), "LI.LEI@agency.cn", "correct horse battery")
+        login(&app, "tokens", "LI.LEI@agency.cn", "correct horse battery")
             .await
-            .unwrap()
             .status(),
         200
     );
     for res in [
-        login(t.id.clone(), "li.lei@agency.cn", "wrong password!")
-            .await
-            .unwrap(),
-        login(t.id.clone(), "nobody@agency.cn", "correct horse battery")
-            .await
-            .unwrap(),
+        login(&app, &t.id, "li.lei@agency.cn", "wrong password!").await,
+        login(&app, &t.id, "nobody@agency.cn", "correct horse battery").await,
         login(
-            "no-such-tenant".into(),
+            &app,
+            "no-such-tenant",
             "li.lei@agency.cn",
             "correct horse battery",
         )
-        .await
-        .unwrap(),
+        .await,
     ] {
         let problem = expect_problem(res, 401).await;
         assert_eq!(problem["detail"], "the email or password is wrong");

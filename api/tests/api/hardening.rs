@@ -7,50 +7,6 @@ use wxpilot_entity::Role;
 use crate::both;
 use crate::helpers::*;
 
-async fn token_for_key(app: &TestApp, key: &str) -> String {
-    let res = app
-        .client
-        .post(app.url("/v1/auth/token"))
-        .json(&json!({"grant_type": "api_key", "api_key": key}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn login(app: &TestApp, tenant: &str, email: &str, password: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/auth/token"))
-        .json(&json!({"grant_type": "password", "tenant": tenant, "email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn key_id(app: &TestApp, owner_key: &str, secret: &str) -> String {
-    let list: Value = app
-        .get("/v1/api-keys?limit=200", owner_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| secret.starts_with(k["prefix"].as_str().unwrap()))
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// Revoking a key, deleting a user or demoting one takes effect on tokens already issued.
 async fn tokens_follow_their_credential(app: TestApp) {
     let t = app.tenant("Stale tokens").await;

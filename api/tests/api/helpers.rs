@@ -335,6 +335,53 @@ macro_rules! both {
     };
 }
 
+/// A JWT for an API key.
+pub async fn token_for_key(app: &TestApp, key: &str) -> String {
+    let res = app
+        .client
+        .post(app.url("/v1/auth/token"))
+        .json(&json!({"grant_type": "api_key", "api_key": key}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A password sign-in.
+pub async fn login(app: &TestApp, tenant: &str, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/token"))
+        .json(&json!({"grant_type": "password", "tenant": tenant, "email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The id of the API key whose secret is `secret`, looked up by its prefix.
+pub async fn key_id(app: &TestApp, owner_key: &str, secret: &str) -> String {
+    let list: Value = app
+        .get("/v1/api-keys?limit=200", owner_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| secret.starts_with(k["prefix"].as_str().unwrap()))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// A private `redis-server` on a free port, for tests that stop and restart Redis.
 pub struct TestRedis {
     pub port: u16,

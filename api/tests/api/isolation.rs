@@ -33,23 +33,7 @@ async fn other_tenants_ids_answer_404(app: TestApp) {
         .unwrap();
     let user_id = user["id"].as_str().unwrap().to_owned();
     let a_key = app.key(&a, Role::Viewer).await;
-    let keys: Value = app
-        .get("/v1/api-keys", &a.owner_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key_id = keys["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| a_key.starts_with(k["prefix"].as_str().unwrap()))
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key_id = key_id(&app, &a.owner_key, &a_key).await;
 
     // B's own objects, so B's lists are not trivially empty.
     let b_account = app.create_account(&b.owner_key, "wx2c2769f8efd9abc2").await["id"]

@@ -104,14 +104,8 @@ async fn users_crud_and_owner_rules(app: TestApp) {
     assert_eq!(res.status(), 200);
     let patched: Value = res.json().await.unwrap();
     assert_eq!(patched["role"], "viewer");
-    let login = app
-        .client
-        .post(app.url("/v1/auth/token"))
-        .json(&json!({"grant_type": "password", "tenant": t.id, "email": "ed@agency.cn", "password": "another long pw"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200, "the new password works");
+    let signed_in = login(&app, &t.id, "ed@agency.cn", "another long pw").await;
+    assert_eq!(signed_in.status(), 200, "the new password works");
     let res = app
         .delete(&format!("/v1/users/{editor_id}"), &admin)
         .send()

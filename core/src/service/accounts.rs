@@ -422,18 +422,12 @@ pub async fn update(
 
 /// Deletes an account and, by cascade, its campaigns.
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
-    let txn = crate::db::begin_write(db).await?;
-    let current = find_model(&txn, actor, id).await?;
-    super::delete_owned::<official_account::Entity, _>(&txn, actor, &current.id).await?;
-    audit::record(
-        &txn,
+    super::delete_audited::<official_account::Entity>(
+        db,
         actor,
-        Action::Delete,
+        id,
         RESOURCE,
-        &current.id,
-        json!({"name": current.name}),
+        |m| json!({"name": m.name}),
     )
-    .await?;
-    txn.commit().await?;
-    Ok(())
+    .await
 }

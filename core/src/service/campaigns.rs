@@ -318,18 +318,6 @@ pub async fn update(
 
 /// Deletes a campaign.
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
-    let txn = crate::db::begin_write(db).await?;
-    let current = find_model(&txn, actor, id).await?;
-    super::delete_owned::<campaign::Entity, _>(&txn, actor, &current.id).await?;
-    audit::record(
-        &txn,
-        actor,
-        Action::Delete,
-        RESOURCE,
-        &current.id,
-        json!({"name": current.name}),
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(())
+    super::delete_audited::<campaign::Entity>(db, actor, id, RESOURCE, |m| json!({"name": m.name}))
+        .await
 }

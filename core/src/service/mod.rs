@@ -239,6 +239,31 @@ pub(crate) async fn delete_owned<E: TenantOwned, C: ConnectionTrait>(
     Ok(())
 }
 
+/// Deletes the row `id` of the actor's tenant and records it in the audit log, in one
+/// transaction; `summary` says what was deleted (never a secret).
+pub(crate) async fn delete_audited<E: TenantOwned>(
+    db: &sea_orm::DatabaseConnection,
+    actor: &Actor,
+    id: &str,
+    resource_type: &str,
+    summary: impl FnOnce(&E::Model) -> serde_json::Value,
+) -> ServiceResult<()> {
+    let txn = crate::db::begin_write(db).await?;
+    let current = find_owned::<E, _>(&txn, actor, id).await?;
+    delete_owned::<E, _>(&txn, actor, id).await?;
+    audit::record(
+        &txn,
+        actor,
+        audit::Action::Delete,
+        resource_type,
+        id,
+        summary(&current),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 /// Maps a unique-constraint violation to a 409 with `message`, other errors unchanged.
 pub(crate) fn conflict_on_unique(err: DbErr, message: &str) -> ServiceError {
     match err.sql_err() {

@@ -299,20 +299,14 @@ pub async fn update(
 
 /// Deletes an endpoint and its delivery log.
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: &str) -> ServiceResult<()> {
-    let txn = crate::db::begin_write(db).await?;
-    let current = find_model(&txn, actor, id).await?;
-    super::delete_owned::<webhook_endpoint::Entity, _>(&txn, actor, &current.id).await?;
-    audit::record(
-        &txn,
+    super::delete_audited::<webhook_endpoint::Entity>(
+        db,
         actor,
-        Action::Delete,
+        id,
         RESOURCE,
-        &current.id,
-        json!({"url": current.url}),
+        |m| json!({"url": m.url}),
     )
-    .await?;
-    txn.commit().await?;
-    Ok(())
+    .await
 }
 
 /// An endpoint's deliveries, oldest first.
