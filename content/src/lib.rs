@@ -1,0 +1,1 @@
+//! Content rules: WeChat limits, HTML sanitising, Advertising-Law compliance, structured output parsing.

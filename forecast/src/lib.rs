@@ -1,0 +1,1 @@
+//! Forecasting of account metrics: models, backtests, holidays, charts, M3 evaluation.

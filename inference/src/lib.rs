@@ -1,0 +1,14 @@
+//! Embeddings and text generation for wxpilot.
+//!
+//! Everything that needs a model goes through [`Backend`]: the local candle backend
+//! (with dynamic batching), the OpenAI-compatible remote backend, and the router that
+//! picks between them by policy all implement it, so callers never care which one
+//! answers.
+
+pub mod types;
+
+pub use types::{
+    Backend, BoxFuture, ChatMessage, EmbedKind, EmbedRequest, Embeddings, FinishReason,
+    GenerateEvent, GenerateParams, GenerateRequest, Generation, InferenceError, ModelInfo,
+    ModelKind, Role, TokenStream, Usage,
+};

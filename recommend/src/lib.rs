@@ -1,0 +1,1 @@
+//! Implicit-feedback recommendation: ALS, item-kNN, popularity, explanations, offline evaluation.
