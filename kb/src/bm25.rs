@@ -44,8 +44,29 @@ pub struct PassageScore {
     /// query term contributes its BM25 term score capped at its idf (what the term scores
     /// once in an average-length passage), divided by the summed idf of all query terms.
     /// Terms the index has never seen count with the highest idf, so a query full of
-    /// unknown words cannot look well covered.
+    /// unknown words cannot look well covered. Long passages score below full coverage
+    /// even when they hold every term, as in BM25 itself.
     pub coverage: f32,
+    /// The share of the query's idf weight whose terms occur in the passage, without
+    /// length normalisation (recall, in [0, 1]).
+    pub query_coverage: f32,
+    /// The share of the passage's idf weight whose terms occur in the query (precision,
+    /// in [0, 1]): low when the passage is about much more than the question.
+    pub passage_coverage: f32,
+}
+
+impl PassageScore {
+    /// The idf-weighted F1 of [`PassageScore::query_coverage`] and
+    /// [`PassageScore::passage_coverage`]: 1 when query and passage consist of the same
+    /// terms, which is how an FAQ question and a follower's question should compare.
+    pub fn term_f1(&self) -> f32 {
+        let (r, p) = (self.query_coverage, self.passage_coverage);
+        if r + p <= 0.0 {
+            0.0
+        } else {
+            2.0 * r * p / (r + p)
+        }
+    }
 }
 
 /// BM25 over jieba terms with postings per term; serialisable so a caller can cache it.
@@ -138,6 +159,19 @@ impl Bm25Index {
         (self.total_len as f32 / self.passages.len() as f32).max(1.0)
     }
 
+    /// `matched_idf` as a share of the summed idf of the passage's distinct terms.
+    fn passage_share(&self, passage: PassageId, matched_idf: f32) -> f32 {
+        let total: f32 = self
+            .passages
+            .get(&passage)
+            .map_or(0.0, |s| s.terms.iter().map(|t| self.idf(t)).sum());
+        if total <= 0.0 {
+            0.0
+        } else {
+            (matched_idf / total).clamp(0.0, 1.0)
+        }
+    }
+
     /// Scores every passage that shares a term with `query`, best first (ties by id).
     pub fn search(&self, query: &str) -> Vec<PassageScore> {
         self.search_terms(&index_terms(query))
@@ -152,8 +186,8 @@ impl Bm25Index {
         }
         let avg_len = self.average_len();
         let Bm25Params { k1, b } = self.params;
-        // passage → (score, capped score)
-        let mut acc: BTreeMap<PassageId, (f32, f32)> = BTreeMap::new();
+        // passage → (score, capped score, idf of the matched terms)
+        let mut acc: BTreeMap<PassageId, (f32, f32, f32)> = BTreeMap::new();
         for term in unique {
             let Some(list) = self.postings.get(term) else {
                 continue;
@@ -169,14 +203,17 @@ impl Bm25Index {
                 let slot = acc.entry(passage).or_default();
                 slot.0 += term_score;
                 slot.1 += term_score.min(idf);
+                slot.2 += idf;
             }
         }
         let mut scores: Vec<PassageScore> = acc
             .into_iter()
-            .map(|(passage, (score, capped))| PassageScore {
+            .map(|(passage, (score, capped, matched_idf))| PassageScore {
                 passage,
                 score,
                 coverage: (capped / total_idf).clamp(0.0, 1.0),
+                query_coverage: (matched_idf / total_idf).clamp(0.0, 1.0),
+                passage_coverage: self.passage_share(passage, matched_idf),
             })
             .collect();
         scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
@@ -231,7 +268,26 @@ mod tests {
         assert_eq!(hits.len(), 1);
         let expected = index.idf("退货") / (index.idf("退货") + index.idf("火星"));
         assert!((hits[0].coverage - expected).abs() < 1e-6);
+        assert!((hits[0].query_coverage - expected).abs() < 1e-6);
         assert!(hits[0].coverage < 0.5);
+        // The passage is only "退货", so all of it is covered.
+        assert!((hits[0].passage_coverage - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn term_f1_is_one_for_identical_term_sets_and_penalises_extra_passage_terms() {
+        let mut index = Bm25Index::default();
+        index.insert_terms(1, &terms(&["营业", "时间", "营业时间", "几点", "门店"]));
+        index.insert_terms(2, &terms(&["退货", "运费", "承担"]));
+        index.insert_terms(3, &terms(&["发票"]));
+        let exact = index.search_terms(&terms(&["门店", "营业", "时间", "营业时间", "几点"]));
+        assert!((exact[0].term_f1() - 1.0).abs() < 1e-6);
+        // Longer than average, so BM25's length normalisation keeps coverage below 1.
+        assert!(exact[0].coverage < 1.0);
+        let partial = index.search_terms(&terms(&["退货"]));
+        let p = index.idf("退货") / (index.idf("退货") + index.idf("运费") + index.idf("承担"));
+        assert!((partial[0].passage_coverage - p).abs() < 1e-6);
+        assert!((partial[0].term_f1() - 2.0 * p / (1.0 + p)).abs() < 1e-6);
     }
 
     #[test]

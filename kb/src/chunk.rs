@@ -148,10 +148,10 @@ fn section_units(body: &[String], target: usize) -> Vec<Unit> {
                 units.extend(split_long(sentence, target));
             }
         }
-        if first > 0 {
-            if let Some(unit) = units.get_mut(first) {
-                unit.sep = "\n\n";
-            }
+        if first > 0
+            && let Some(unit) = units.get_mut(first)
+        {
+            unit.sep = "\n\n";
         }
     }
     units

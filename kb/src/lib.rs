@@ -9,6 +9,13 @@
 
 pub mod bm25;
 pub mod chunk;
+pub mod decision;
+pub mod handoff;
+pub mod knowledge;
 pub mod normalize;
+pub mod prompt;
+pub mod reply;
 pub mod rules;
 pub mod tokenize;
+
+pub use tokenize::warm_up;
