@@ -238,6 +238,8 @@ pub struct KnowledgeIndex {
     next_passage: PassageId,
     bm25: Bm25Index,
     dimension: Option<usize>,
+    /// How many entries carry an embedding; the dimension is free again at zero.
+    embedded: usize,
 }
 
 /// Scales a vector to unit length, refusing empty, zero and non-finite ones.
@@ -328,10 +330,11 @@ impl KnowledgeIndex {
         let embedding = embedding.map(unit_vector).transpose()?;
         if let Some(vector) = &embedding {
             // The entry being replaced may be the only one fixing the dimension.
-            let fixed_by_others = self
+            let replaced_embedded = self
                 .entries
-                .iter()
-                .any(|(id, s)| *id != entry.id && s.embedding.is_some());
+                .get(&entry.id)
+                .is_some_and(|s| s.embedding.is_some());
+            let fixed_by_others = self.embedded > usize::from(replaced_embedded);
             if fixed_by_others {
                 self.check_dimension(vector)?;
             }
@@ -347,6 +350,7 @@ impl KnowledgeIndex {
         }
         if let Some(vector) = &embedding {
             self.dimension = Some(vector.len());
+            self.embedded += 1;
         }
         self.entries.insert(
             entry.id.clone(),
@@ -368,7 +372,10 @@ impl KnowledgeIndex {
             self.bm25.remove(passage);
             self.owners.remove(&passage);
         }
-        if !self.entries.values().any(|s| s.embedding.is_some()) {
+        if stored.embedding.is_some() {
+            self.embedded = self.embedded.saturating_sub(1);
+        }
+        if self.embedded == 0 {
             self.dimension = None;
         }
         true
