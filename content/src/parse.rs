@@ -425,6 +425,12 @@ fn build_one(
                 variant,
                 ContentField::Title,
             )?);
+            if title.is_empty() {
+                return Err(OutputError::MissingField {
+                    variant,
+                    field: ContentField::Title,
+                });
+            }
             let body = required(fields, &[Key::Body, Key::Text], variant, ContentField::Body)?;
             let body_html = html::body_to_html(&body);
             let visible = html::visible_char_count(&body_html);
@@ -459,7 +465,8 @@ fn build_one(
                 LengthUnit::Chars,
             )?;
             let given_digest = text_field(fields, &[Key::Digest], variant, ContentField::Digest)?
-                .map(|d| clean_single_line(&d));
+                .map(|d| clean_single_line(&d))
+                .filter(|d| !d.is_empty());
             let digest_derived = given_digest.is_none();
             let digest = match given_digest {
                 Some(digest) => apply(
@@ -501,9 +508,11 @@ fn build_one(
     Ok((item, cuts))
 }
 
-/// A title or digest on one line, without the Markdown or quotes models wrap it in.
+/// A title or digest on one line, without markup, or the Markdown and quotes models wrap it
+/// in. An echoed placeholder such as `<the title on one line>` reads as markup and vanishes.
 fn clean_single_line(text: &str) -> String {
-    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let visible = html::visible_text(text);
+    let joined = visible.split_whitespace().collect::<Vec<_>>().join(" ");
     joined
         .trim_matches(|c: char| matches!(c, '*' | '#' | '"' | '“' | '”') || c.is_whitespace())
         .to_owned()
@@ -572,14 +581,7 @@ fn extract_json(raw: &str) -> Option<(String, Vec<Repair>)> {
     let start = json_start(region)?;
     let mut repairer = Repairer::new(&region[start..]);
     repairer.run();
-    if fenced
-        || !raw[..raw.len() - region.len().min(raw.len())]
-            .trim()
-            .is_empty()
-    {
-        repairer.repairs.insert(Repair::SurroundingTextDropped);
-    }
-    if !region[..start].trim().is_empty() || repairer.trailing_text {
+    if fenced || !region[..start].trim().is_empty() || repairer.trailing_text {
         repairer.repairs.insert(Repair::SurroundingTextDropped);
     }
     Some((repairer.out, repairer.repairs.into_iter().collect()))
@@ -944,11 +946,14 @@ fn kind_keys(kind: ContentKind) -> (Key, Key) {
     }
 }
 
-fn normalise_key(kind: ContentKind, key: Key) -> Key {
-    // For one-field kinds, BODY:/CONTENT: mean the text.
+/// The field a label means for `kind`, or `None` when the kind has no such field (the line
+/// is then ordinary text, like "Summary: …" inside Moments copy).
+fn normalise_key(kind: ContentKind, key: Key) -> Option<Key> {
     match (kind, key) {
-        (ContentKind::Moments | ContentKind::MenuReply, Key::Body) => Key::Text,
-        _ => key,
+        (ContentKind::Article, Key::Text) => Some(Key::Body),
+        (ContentKind::Moments | ContentKind::MenuReply, Key::Body | Key::Text) => Some(Key::Text),
+        (ContentKind::Moments | ContentKind::MenuReply, Key::Title | Key::Digest) => None,
+        _ => Some(key),
     }
 }
 
@@ -977,8 +982,9 @@ fn parse_lines(kind: ContentKind, raw: &str) -> Vec<VariantFields> {
             field = None;
             continue;
         }
-        if let Some((key, value)) = parse_label(trimmed) {
-            let key = normalise_key(kind, key);
+        if let Some((key, value)) = parse_label(trimmed)
+            && let Some(key) = normalise_key(kind, key)
+        {
             let present = current.iter().any(|(k, _)| *k == key);
             let in_multi = field == Some(multi_key) && multi_key != first_key;
             // Inside a body only a new version's first label ends it; "内容：…" is body text.
@@ -1005,9 +1011,16 @@ fn parse_lines(kind: ContentKind, raw: &str) -> Vec<VariantFields> {
         } else if slot.1.is_empty() {
             // "TITLE:" with the title on the next line.
             slot.1 = trimmed.to_owned();
-        } else if !trimmed.is_empty() && !current.iter().any(|(k, _)| *k == multi_key) {
-            // Text after the single-line fields without a BODY: label is the body.
-            current.push((multi_key, trimmed.to_owned()));
+        } else if !trimmed.is_empty() {
+            // Text after a single-line field belongs to the body: it starts the body when
+            // there was no BODY: label, or continues it after a late "DIGEST:" line.
+            match current.iter_mut().find(|(k, _)| *k == multi_key) {
+                Some(body) => {
+                    body.1.push('\n');
+                    body.1.push_str(line.trim_end());
+                }
+                None => current.push((multi_key, trimmed.to_owned())),
+            }
             field = Some(multi_key);
         }
     }

@@ -382,3 +382,33 @@ fn missing_digest_is_taken_from_the_body() {
     assert!(a.digest_derived);
     assert_eq!(a.digest, "文".repeat(54));
 }
+
+#[test]
+fn echoed_placeholders_and_stray_labels() {
+    // A model that copies the format's placeholders has written no title.
+    assert_eq!(
+        strict(
+            ContentKind::Article,
+            "TITLE: <the title on one line>\nBODY:\n正文"
+        ),
+        Err(OutputError::MissingField {
+            variant: 0,
+            field: ContentField::Title
+        })
+    );
+    let a = article("TITLE: <h1>秋季上新</h1>\nDIGEST: <the summary on one line>\nBODY:\n正文");
+    assert_eq!(a.title, "秋季上新");
+    assert!(a.digest_derived);
+    // A late summary line does not swallow the body after it.
+    let a = article("TITLE: 标题\nBODY:\n第一段\nSummary: 摘要\n第二段");
+    assert_eq!(a.digest, "摘要");
+    assert_eq!(a.body_html, "<p>第一段<br>第二段</p>");
+    // In Moments copy, "Title:" is just text.
+    let moments = strict(ContentKind::Moments, "TEXT: 周末试饮\nTitle: 不是标题").expect("parses");
+    assert_eq!(
+        moments.items,
+        vec![Generated::Moments {
+            text: "周末试饮\nTitle: 不是标题".to_owned()
+        }]
+    );
+}
