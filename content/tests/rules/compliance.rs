@@ -268,3 +268,19 @@ fn report_serialises_for_the_api() {
     assert_eq!(json["hits"][0]["start"], 0);
     assert_eq!(json["hits"][0]["end"], 2);
 }
+
+#[test]
+fn english_copy_is_checked_on_word_boundaries() {
+    let copy = "The Best coffee in town, our #1 bestseller. All the best, and the best way to \
+                enjoy it is fresh. World-class beans, guaranteed.";
+    let report = scanner().check_text(copy, ContentField::Text);
+    assert_eq!(
+        spans(&report.hits),
+        vec![
+            span(copy, "The Best", 0, "the best"),
+            span(copy, "#1", 0, "#1"),
+            span(copy, "World-class", 0, "world-class"),
+            span(copy, "guaranteed", 0, "guaranteed"),
+        ]
+    );
+}
