@@ -1,6 +1,6 @@
 //! An in-memory BM25 index over passages, updated one passage at a time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -159,12 +159,22 @@ impl Bm25Index {
         (self.total_len as f32 / self.passages.len() as f32).max(1.0)
     }
 
-    /// `matched_idf` as a share of the summed idf of the passage's distinct terms.
-    fn passage_share(&self, passage: PassageId, matched_idf: f32) -> f32 {
-        let total: f32 = self
-            .passages
-            .get(&passage)
-            .map_or(0.0, |s| s.terms.iter().map(|t| self.idf(t)).sum());
+    /// `matched_idf` as a share of the summed idf of the passage's distinct terms;
+    /// `idf_memo` saves looking the same term up again for the next passage.
+    fn passage_share<'s>(
+        &'s self,
+        passage: PassageId,
+        matched_idf: f32,
+        idf_memo: &mut HashMap<&'s str, f32>,
+    ) -> f32 {
+        let Some(stats) = self.passages.get(&passage) else {
+            return 0.0;
+        };
+        let total: f32 = stats
+            .terms
+            .iter()
+            .map(|t| *idf_memo.entry(t.as_str()).or_insert_with(|| self.idf(t)))
+            .sum();
         if total <= 0.0 {
             0.0
         } else {
@@ -187,7 +197,7 @@ impl Bm25Index {
         let avg_len = self.average_len();
         let Bm25Params { k1, b } = self.params;
         // passage → (score, capped score, idf of the matched terms)
-        let mut acc: BTreeMap<PassageId, (f32, f32, f32)> = BTreeMap::new();
+        let mut acc: HashMap<PassageId, (f32, f32, f32)> = HashMap::new();
         for term in unique {
             let Some(list) = self.postings.get(term) else {
                 continue;
@@ -206,6 +216,7 @@ impl Bm25Index {
                 slot.2 += idf;
             }
         }
+        let mut idf_memo = HashMap::new();
         let mut scores: Vec<PassageScore> = acc
             .into_iter()
             .map(|(passage, (score, capped, matched_idf))| PassageScore {
@@ -213,7 +224,7 @@ impl Bm25Index {
                 score,
                 coverage: (capped / total_idf).clamp(0.0, 1.0),
                 query_coverage: (matched_idf / total_idf).clamp(0.0, 1.0),
-                passage_coverage: self.passage_share(passage, matched_idf),
+                passage_coverage: self.passage_share(passage, matched_idf, &mut idf_memo),
             })
             .collect();
         scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));

@@ -18,7 +18,7 @@
 //! Entries are ranked by that confidence, so the margin over the runner-up that the
 //! decision uses is measured on the same scale as the threshold.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -222,6 +222,13 @@ pub struct SearchHit<'a> {
     pub semantic: Option<f32>,
 }
 
+/// The entry a passage belongs to, with its kind so scoring needs no entry lookup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PassageOwner {
+    entry_id: String,
+    faq: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct StoredEntry {
     entry: KnowledgeEntry,
@@ -234,7 +241,7 @@ struct StoredEntry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KnowledgeIndex {
     entries: BTreeMap<String, StoredEntry>,
-    owners: BTreeMap<PassageId, String>,
+    owners: BTreeMap<PassageId, PassageOwner>,
     next_passage: PassageId,
     bm25: Bm25Index,
     dimension: Option<usize>,
@@ -256,15 +263,40 @@ fn unit_vector(vector: Vec<f32>) -> Result<Vec<f32>, KbError> {
     Ok(vector.into_iter().map(|x| x / norm).collect())
 }
 
-/// The lexical score of one passage of `entry`, in [0, 1]. An FAQ question is compared
+/// The lexical score of one passage, in [0, 1]. An FAQ question (`faq`) is compared
 /// with the follower's question both ways (idf-weighted F1), so that "怎么退货" does not
 /// fully match "退货的运费谁承担"; a document chunk is always about more than the
 /// question, so only the question's BM25 coverage counts.
-fn lexical_score(entry: &KnowledgeEntry, score: &PassageScore) -> f32 {
-    match entry.content {
-        EntryContent::Faq(_) => score.term_f1(),
-        EntryContent::Chunk(_) => score.coverage,
-    }
+fn lexical_score(faq: bool, score: &PassageScore) -> f32 {
+    if faq { score.term_f1() } else { score.coverage }
+}
+
+/// Scores one entry from its lexical scores (if any passage matched) and its embedding;
+/// `None` when nothing relates it to the question.
+fn score_entry<'a>(
+    stored: &'a StoredEntry,
+    lexical: &HashMap<&str, (f32, f32)>,
+    query_vector: Option<&[f32]>,
+    config: &HybridConfig,
+) -> Option<SearchHit<'a>> {
+    let (coverage, bm25) = lexical
+        .get(stored.entry.id.as_str())
+        .copied()
+        .unwrap_or_default();
+    let cosine = match (query_vector, &stored.embedding) {
+        (Some(q), Some(e)) => Some(dot(q, e)),
+        _ => None,
+    };
+    let semantic = cosine.map(|c| config.calibrate_cosine(c));
+    let confidence = config.blend(coverage, semantic);
+    (confidence > 0.0 || bm25 > 0.0).then_some(SearchHit {
+        entry: &stored.entry,
+        confidence,
+        lexical: coverage,
+        bm25,
+        cosine,
+        semantic,
+    })
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -345,7 +377,13 @@ impl KnowledgeIndex {
             let passage = self.next_passage;
             self.next_passage += 1;
             self.bm25.insert(passage, &text);
-            self.owners.insert(passage, entry.id.clone());
+            self.owners.insert(
+                passage,
+                PassageOwner {
+                    entry_id: entry.id.clone(),
+                    faq: entry.as_faq().is_some(),
+                },
+            );
             passages.push(passage);
         }
         if let Some(vector) = &embedding {
@@ -410,50 +448,42 @@ impl KnowledgeIndex {
             self.check_dimension(vector)?;
         }
         // entry id → (lexical score, bm25) of its best passage
-        let mut lexical: BTreeMap<&str, (f32, f32)> = BTreeMap::new();
+        let mut lexical: HashMap<&str, (f32, f32)> = HashMap::new();
         for score in self.bm25.search(question) {
-            let Some(stored) = self
-                .owners
-                .get(&score.passage)
-                .and_then(|id| self.entries.get(id))
-            else {
+            let Some(owner) = self.owners.get(&score.passage) else {
                 continue;
             };
-            let slot = lexical.entry(stored.entry.id.as_str()).or_default();
-            slot.0 = slot.0.max(lexical_score(&stored.entry, &score));
+            let slot = lexical.entry(owner.entry_id.as_str()).or_default();
+            slot.0 = slot.0.max(lexical_score(owner.faq, &score));
             slot.1 = slot.1.max(score.score);
         }
-        let mut hits: Vec<SearchHit<'_>> = self
-            .entries
-            .values()
-            .filter_map(|stored| {
-                let (coverage, bm25) = lexical
-                    .get(stored.entry.id.as_str())
-                    .copied()
-                    .unwrap_or_default();
-                let cosine = match (&query_vector, &stored.embedding) {
-                    (Some(q), Some(e)) => Some(dot(q, e)),
-                    _ => None,
-                };
-                let semantic = cosine.map(|c| config.calibrate_cosine(c));
-                let confidence = config.blend(coverage, semantic);
-                (confidence > 0.0 || bm25 > 0.0).then_some(SearchHit {
-                    entry: &stored.entry,
-                    confidence,
-                    lexical: coverage,
-                    bm25,
-                    cosine,
-                    semantic,
-                })
-            })
-            .collect();
-        hits.sort_by(|a, b| {
+        let query = query_vector.as_deref();
+        let hit = |stored| score_entry(stored, &lexical, query, config);
+        let mut hits: Vec<SearchHit<'_>> = if query_vector.is_some() {
+            // Every embedded entry is a candidate; vectors are compared by brute force,
+            // which for an account's few thousand entries costs about a millisecond.
+            self.entries.values().filter_map(hit).collect()
+        } else {
+            lexical
+                .keys()
+                .filter_map(|id| self.entries.get(*id))
+                .filter_map(hit)
+                .collect()
+        };
+        let order = |a: &SearchHit<'_>, b: &SearchHit<'_>| {
             b.confidence
                 .total_cmp(&a.confidence)
                 .then(b.bm25.total_cmp(&a.bm25))
                 .then(a.entry.id.cmp(&b.entry.id))
-        });
-        hits.truncate(top_k);
+        };
+        if top_k == 0 {
+            return Ok(Vec::new());
+        }
+        if hits.len() > top_k {
+            hits.select_nth_unstable_by(top_k - 1, order);
+            hits.truncate(top_k);
+        }
+        hits.sort_by(order);
         Ok(hits)
     }
 }
