@@ -356,16 +356,15 @@ fn pack_units(units: Vec<Unit>, target: usize, overlap: usize) -> Vec<String> {
     let mut current: Vec<Unit> = Vec::new();
     // How many units at the front of `current` are repeated overlap.
     let mut carried = 0;
-    for unit in units {
-        let mut candidate = current.clone();
-        candidate.push(unit.clone());
-        if current.len() > carried && joined_len(&candidate) > target {
+    for mut unit in units {
+        // The length `current` would have with `unit` appended.
+        let grown =
+            |current: &[Unit]| joined_len(current) + unit.sep.chars().count() + unit.chars();
+        if current.len() > carried && grown(&current) > target {
             chunks.push(join(&current));
             current = overlap_tail(&current, overlap);
             // Overlap must not push the next chunk past the target on its own.
-            while !current.is_empty()
-                && joined_len(&current) + unit.sep.len() + unit.chars() > target
-            {
+            while !current.is_empty() && grown(&current) > target {
                 current.remove(0);
                 if let Some(first) = current.first_mut() {
                     first.sep = "";
@@ -373,7 +372,6 @@ fn pack_units(units: Vec<Unit>, target: usize, overlap: usize) -> Vec<String> {
             }
             carried = current.len();
         }
-        let mut unit = unit;
         if current.is_empty() {
             unit.sep = "";
         }

@@ -238,7 +238,7 @@ struct StoredEntry {
 
 /// The in-memory knowledge index of one account; serialisable so it can be cached and
 /// updated entry by entry instead of rebuilt.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KnowledgeIndex {
     entries: BTreeMap<String, StoredEntry>,
     owners: BTreeMap<PassageId, PassageOwner>,
@@ -247,7 +247,14 @@ pub struct KnowledgeIndex {
     dimension: Option<usize>,
     /// How many entries carry an embedding; the dimension is free again at zero.
     embedded: usize,
+    /// [`TOKENIZER_VERSION`] when the index was built (0 if the cache predates it).
+    #[serde(default)]
+    tokenizer_version: u32,
 }
+
+/// Changes whenever segmentation or the stopword list changes, so that an index cached
+/// by an older build is recognised as stale (its terms would no longer match queries).
+pub const TOKENIZER_VERSION: u32 = 1;
 
 /// Scales a vector to unit length, refusing empty, zero and non-finite ones.
 fn unit_vector(vector: Vec<f32>) -> Result<Vec<f32>, KbError> {
@@ -299,6 +306,12 @@ fn score_entry<'a>(
     })
 }
 
+impl Default for KnowledgeIndex {
+    fn default() -> Self {
+        Self::new(Bm25Params::default())
+    }
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -307,16 +320,29 @@ impl KnowledgeIndex {
     /// An empty index with the given BM25 parameters.
     pub fn new(params: Bm25Params) -> Self {
         Self {
+            entries: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            next_passage: 0,
             bm25: Bm25Index::new(params),
-            ..Self::default()
+            dimension: None,
+            embedded: 0,
+            tokenizer_version: TOKENIZER_VERSION,
         }
     }
 
-    /// Builds an index from stored entries and their embeddings (if any).
+    /// Whether this index (typically read back from a cache) was built with the current
+    /// tokenizer; if not, rebuild it from the stored entries.
+    pub fn is_current(&self) -> bool {
+        self.tokenizer_version == TOKENIZER_VERSION
+    }
+
+    /// Builds an index with the default BM25 parameters from stored entries and their
+    /// embeddings (if any); for other parameters use [`KnowledgeIndex::new`] and
+    /// [`KnowledgeIndex::upsert`].
     pub fn build(
         entries: impl IntoIterator<Item = (KnowledgeEntry, Option<Vec<f32>>)>,
     ) -> Result<Self, KbError> {
-        let mut index = Self::default();
+        let mut index = Self::new(Bm25Params::default());
         for (entry, embedding) in entries {
             index.upsert(entry, embedding)?;
         }

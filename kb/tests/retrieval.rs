@@ -356,6 +356,12 @@ fn incremental_updates_and_a_serde_round_trip_keep_results() {
     let json = serde_json::to_string(&index).unwrap();
     let back: KnowledgeIndex = serde_json::from_str(&json).unwrap();
     assert_eq!(back, index);
+    assert!(back.is_current());
+    // A cache written before the tokenizer version existed reads as stale.
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old.as_object_mut().unwrap().remove("tokenizer_version");
+    let old: KnowledgeIndex = serde_json::from_value(old).unwrap();
+    assert!(!old.is_current());
     assert_eq!(top_id(&back, "运费险怎么理赔"), Some("fee"));
 }
 
