@@ -418,3 +418,31 @@ fn document_chunks_ground_a_prompt() {
     assert_eq!(index.remove_document("manual"), 2);
     assert_eq!(index.len(), FAQS.len());
 }
+
+#[test]
+fn confidences_stay_in_the_unit_interval() {
+    // Vectors pointing anywhere, including against the question's.
+    let vectors = [[1.0, 0.0], [-1.0, 0.0], [0.6, -0.8], [0.0, 1.0]];
+    let entries = FAQS
+        .iter()
+        .zip(vectors.iter().cycle())
+        .map(|((id, q, a, _), v)| (faq_entry(id, q, a), Some(v.to_vec())));
+    let index = KnowledgeIndex::build(entries).unwrap();
+    for (_, question, _, paraphrase) in FAQS {
+        for query in vectors {
+            for text in [question, paraphrase] {
+                for hit in index
+                    .search(text, Some(&query), 10, &HybridConfig::default())
+                    .unwrap()
+                {
+                    assert!((0.0..=1.0).contains(&hit.confidence), "{text}: {hit:?}");
+                    assert!((0.0..=1.0).contains(&hit.lexical), "{text}: {hit:?}");
+                    assert!(
+                        hit.semantic.is_some_and(|s| (0.0..=1.0).contains(&s)),
+                        "{text}: {hit:?}"
+                    );
+                }
+            }
+        }
+    }
+}
