@@ -125,14 +125,15 @@ fn soft_cut(text: &str, window: usize) -> Option<usize> {
     }
     let mut sentence = None;
     let mut pause = None;
-    let chars: Vec<(usize, char)> = slice.char_indices().collect();
-    for (k, &(i, c)) in chars.iter().enumerate() {
+    // Inside a run of sentence-ending punctuation and the closing quotes after it
+    // (`。”）`): the sentence ends after the whole run.
+    let mut in_end_run = false;
+    for (i, c) in slice.char_indices() {
         let end = i + c.len_utf8();
         let next = text[end..].chars().next();
-        let closes = next.is_none_or(|n| !is_closer(n) && !ends_sentence(n));
-        if (ends_sentence(c) || is_closer(c) && k > 0 && ends_sentence(chars[k - 1].1)) && closes
-            || c == '.' && next.is_some_and(char::is_whitespace)
-        {
+        in_end_run = ends_sentence(c) || in_end_run && is_closer(c);
+        let run_continues = next.is_some_and(|n| is_closer(n) || ends_sentence(n));
+        if in_end_run && !run_continues || c == '.' && next.is_some_and(char::is_whitespace) {
             sentence = Some(end);
         } else if matches!(c, '，' | '、' | ',' | ' ' | '：' | ':') {
             pause = Some(end);
@@ -244,6 +245,19 @@ mod tests {
                 assert_eq!(flags % 2, 0, "a flag was split at max {max}");
             }
         }
+    }
+
+    #[test]
+    fn closing_quotes_stay_with_their_sentence() {
+        let text = format!("{}他说：“好的。”）{}", "甲".repeat(600), "乙".repeat(300));
+        let parts = split_for_wechat(&text, MAX_PASSIVE_REPLY_BYTES);
+        assert_eq!(parts.len(), 2);
+        assert!(
+            parts[0].ends_with("好的。”）"),
+            "{}",
+            &parts[0][parts[0].len() - 12..]
+        );
+        assert_eq!(parts[1], "乙".repeat(300));
     }
 
     #[test]
