@@ -336,17 +336,35 @@ fn overlap_tail(units: &[Unit], overlap: usize) -> Vec<Unit> {
         }
         return tail;
     }
-    match units.last() {
-        Some(last) => {
-            let n = last.chars();
-            let text: String = last.text.chars().skip(n.saturating_sub(overlap)).collect();
-            vec![Unit {
-                sep: "",
-                text: text.trim_start().to_owned(),
-            }]
-        }
-        None => Vec::new(),
+    let Some(last) = units.last() else {
+        return Vec::new();
+    };
+    let skip = last.chars().saturating_sub(overlap);
+    let tail: String = last.text.chars().skip(skip).collect();
+    // In space-separated text, start at the next word rather than inside one.
+    let mid_word = skip > 0
+        && last
+            .text
+            .chars()
+            .nth(skip - 1)
+            .is_some_and(|c| !c.is_whitespace())
+        && tail
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    let tail = if mid_word {
+        tail.find(char::is_whitespace).map_or("", |i| &tail[i..])
+    } else {
+        tail.as_str()
+    };
+    let tail = tail.trim_start();
+    if tail.is_empty() {
+        return Vec::new();
     }
+    vec![Unit {
+        sep: "",
+        text: tail.to_owned(),
+    }]
 }
 
 /// Greedily fills chunks with whole units; each chunk after the first starts with the
@@ -437,6 +455,25 @@ mod tests {
                 "Visit example.com for labels? Refunds take 2 days.",
             ]
         );
+    }
+
+    #[test]
+    fn english_chunks_overlap_by_whole_sentences() {
+        let text = "Orders ship in two days. Tracking appears by email. Returns are free. Refunds take a week.";
+        let chunks = chunk_document(text, &config(55, 26));
+        let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Orders ship in two days. Tracking appears by email.",
+                "Tracking appears by email. Returns are free.",
+                "Returns are free. Refunds take a week.",
+            ]
+        );
+        // One character less and the 26-character sentence no longer fits: the overlap
+        // is its tail, starting at a word.
+        let chunks = chunk_document(text, &config(55, 25));
+        assert_eq!(chunks[1].text, "appears by email. Returns are free.");
     }
 
     #[test]
