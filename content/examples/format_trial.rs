@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             };
             let options = ParseOptions {
                 truncate_overlong: true,
+                plain_text_fallback: std::env::var_os("PLAIN_TEXT_FALLBACK").is_some(),
             };
             let mut passed = 0;
             for file in files {

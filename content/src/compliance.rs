@@ -93,6 +93,17 @@ pub fn tenant_term(word: &str, reason: Option<&str>) -> Term {
     }
 }
 
+/// The brand's banned words (from [`crate::prompt::BrandVoice::banned_words`]) as tenant
+/// terms, so that the check enforces what the prompt asked for.
+pub fn banned_word_terms(words: &[String]) -> Vec<Term> {
+    words
+        .iter()
+        .map(|w| w.trim())
+        .filter(|w| !w.is_empty())
+        .map(|w| tenant_term(w, Some("品牌禁用词")))
+        .collect()
+}
+
 /// One flagged span.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComplianceHit {
@@ -190,7 +201,8 @@ pub struct ComplianceScanner {
 }
 
 impl ComplianceScanner {
-    /// A scanner for the built-in Advertising-Law list and the tenant's `tenant_terms`.
+    /// A scanner for the built-in Advertising-Law list and the tenant's `tenant_terms`. A
+    /// tenant word that is also a built-in term is reported as the built-in term.
     pub fn new(tenant_terms: &[Term]) -> Result<Self, TermListError> {
         Self::from_lists(builtin_terms()?, tenant_terms)
     }

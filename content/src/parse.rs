@@ -39,7 +39,7 @@ use crate::limits::{
     self, ArticleDraft, BODY_BYTES_LIMIT, BODY_VISIBLE_CHARS_LIMIT, ContentField, DIGEST_MAX_CHARS,
     LengthUnit, MOMENTS_MAX_CHARS, PASSIVE_REPLY_MAX_BYTES, TITLE_MAX_CHARS,
 };
-use crate::prompt::{ContentKind, OutputFormat};
+use crate::prompt::ContentKind;
 
 /// How strictly limits are applied while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +47,23 @@ pub struct ParseOptions {
     /// Cut an overlong title, digest, Moments text or reply on a character boundary instead
     /// of failing. An overlong article body always fails: cutting HTML changes its meaning.
     pub truncate_overlong: bool,
+    /// When the answer has neither JSON nor labels, read it as plain text: for an article the
+    /// first line is the title and the rest the body (at least two lines needed); for Moments
+    /// and replies the whole answer is the text. Meant for small local models that drop the
+    /// labels now and then; off by default because it accepts almost any text.
+    pub plain_text_fallback: bool,
+}
+
+/// The shape an answer was read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerFormat {
+    /// A JSON object or array.
+    Json,
+    /// Labelled lines.
+    Lines,
+    /// Unlabelled text ([`ParseOptions::plain_text_fallback`]).
+    PlainText,
 }
 
 /// A generated article, body already sanitised.
@@ -127,7 +144,7 @@ pub struct ParsedOutput {
     /// The versions that passed, in the order given.
     pub items: Vec<Generated>,
     /// The format the answer was in.
-    pub format: OutputFormat,
+    pub format: AnswerFormat,
     /// Repairs made to JSON.
     pub repairs: Vec<Repair>,
     /// Fields cut to their limits (only with [`ParseOptions::truncate_overlong`]).
@@ -268,7 +285,7 @@ pub fn parse_output(
         match serde_json::from_str::<Value>(&candidate) {
             Ok(value) => {
                 let fields = json_variants(kind, value);
-                return build(kind, fields, OutputFormat::Json, repairs, options);
+                return build(kind, fields, AnswerFormat::Json, repairs, options);
             }
             Err(error) => {
                 json_error = Some(OutputError::InvalidJson {
@@ -282,7 +299,19 @@ pub fn parse_output(
         return build(
             kind,
             line_variants,
-            OutputFormat::Lines,
+            AnswerFormat::Lines,
+            Vec::new(),
+            options,
+        );
+    }
+    if options.plain_text_fallback
+        && json_error.is_none()
+        && let Some(fields) = plain_text_fields(kind, raw)
+    {
+        return build(
+            kind,
+            vec![fields],
+            AnswerFormat::PlainText,
             Vec::new(),
             options,
         );
@@ -310,7 +339,7 @@ fn get(fields: &VariantFields, key: Key) -> Option<&FieldValue> {
 fn build(
     kind: ContentKind,
     variants: Vec<VariantFields>,
-    format: OutputFormat,
+    format: AnswerFormat,
     repairs: Vec<Repair>,
     options: ParseOptions,
 ) -> Result<ParsedOutput, OutputError> {
@@ -1030,4 +1059,28 @@ fn parse_lines(kind: ContentKind, raw: &str) -> Vec<VariantFields> {
         .into_iter()
         .filter(|fields| fields.iter().any(|(k, _)| *k == first_key))
         .collect()
+}
+
+/// Unlabelled text as one version (see [`ParseOptions::plain_text_fallback`]).
+fn plain_text_fields(kind: ContentKind, raw: &str) -> Option<VariantFields> {
+    let text: Vec<&str> = raw
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("```"))
+        .collect();
+    match kind {
+        ContentKind::Article => {
+            let first = text.iter().position(|line| !line.trim().is_empty())?;
+            let body = text[first + 1..].join("\n");
+            if body.trim().is_empty() {
+                return None;
+            }
+            Some(vec![
+                (Key::Title, FieldValue::Text(text[first].to_owned())),
+                (Key::Body, FieldValue::Text(body)),
+            ])
+        }
+        ContentKind::Moments | ContentKind::MenuReply => {
+            Some(vec![(Key::Text, FieldValue::Text(text.join("\n")))])
+        }
+    }
 }

@@ -313,6 +313,40 @@ pub fn build_prompt(
     ]
 }
 
+/// Decoding settings that suit a request; the generate job copies them into the inference
+/// layer's parameters.
+///
+/// No stop strings are suggested: small models repeat the line format after answering, but
+/// a stop on a second `TITLE:` would also cut an answer that starts with a line of chatter,
+/// and the parser already keeps the first complete version and drops the repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationHints {
+    /// Most tokens to generate.
+    pub max_tokens: u32,
+    /// Sampling temperature (0 is greedy).
+    pub temperature: f32,
+}
+
+/// Suggested decoding settings. The token budget allows for the longest text of the length
+/// asked for, in Chinese (about 1.5 tokens a character), plus the labels, per version.
+pub fn generation_hints(kind: ContentKind, options: &GenerationOptions) -> GenerationHints {
+    let variants = u32::from(options.variants.clamp(1, MAX_VARIANTS));
+    let chars_per_version: u32 = match (kind, options.length) {
+        (ContentKind::Article, Length::Short) => 450,
+        (ContentKind::Article, Length::Medium) => 1_100,
+        (ContentKind::Article, Length::Long) => 2_000,
+        (ContentKind::Moments, _) => 300,
+        (ContentKind::MenuReply, _) => 500,
+    };
+    GenerationHints {
+        max_tokens: (chars_per_version * 3 / 2 + 80) * variants,
+        temperature: TEMPERATURE,
+    }
+}
+
+/// Low enough that small models keep to the format, high enough that variants differ.
+const TEMPERATURE: f32 = 0.3;
+
 /// The prompt for a retry: the original messages, the model's previous answer, and the
 /// correction (a [`crate::compliance::rewrite_instruction`] or a parse error's
 /// [`crate::parse::OutputError::feedback`]).
@@ -420,6 +454,29 @@ mod tests {
         );
         assert!(reply[0].content.contains("{\"reply\": \"…\"}"));
         assert!(reply[0].content.contains("Write in English."));
+    }
+
+    #[test]
+    fn hints_budget_tokens_by_kind_length_and_variants() {
+        let one = GenerationOptions::default();
+        let hints = generation_hints(ContentKind::Article, &one);
+        assert_eq!(hints.max_tokens, 1_730);
+        let three = GenerationOptions {
+            variants: 3,
+            ..GenerationOptions::default()
+        };
+        assert_eq!(
+            generation_hints(ContentKind::Moments, &three).max_tokens,
+            1_590
+        );
+        let short = GenerationOptions {
+            length: Length::Short,
+            ..GenerationOptions::default()
+        };
+        assert_eq!(
+            generation_hints(ContentKind::Article, &short).max_tokens,
+            755
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use wxpilot_content::compliance::{
     ComplianceHit, ComplianceReport, ComplianceScanner, RewriteDecision, Severity, TermSource,
-    Verdict, builtin_terms, decide_rewrite, rewrite_instruction, tenant_term,
+    Verdict, banned_word_terms, builtin_terms, decide_rewrite, rewrite_instruction, tenant_term,
 };
 use wxpilot_content::limits::{ArticleDraft, ContentField, Draft};
 
@@ -283,4 +283,17 @@ fn english_copy_is_checked_on_word_boundaries() {
             span(copy, "guaranteed", 0, "guaranteed"),
         ]
     );
+}
+
+#[test]
+fn brand_banned_words_become_tenant_terms() {
+    let terms = banned_word_terms(&["廉价".to_owned(), "  ".to_owned()]);
+    assert_eq!(terms.len(), 1);
+    let scanner = ComplianceScanner::new(&terms).expect("builds");
+    let hits = scanner.scan_text("并不廉价", 0, ContentField::Text);
+    assert_eq!(
+        spans(&hits),
+        vec![("廉价".to_owned(), "廉价".to_owned(), 2, 4)]
+    );
+    assert_eq!(hits[0].reason, "品牌禁用词");
 }

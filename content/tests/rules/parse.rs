@@ -1,8 +1,9 @@
 use wxpilot_content::limits::{ContentField, Draft, LengthUnit, validate_draft};
 use wxpilot_content::parse::{
-    Generated, GeneratedArticle, OutputError, ParseOptions, ParsedOutput, Repair, parse_output,
+    AnswerFormat, Generated, GeneratedArticle, OutputError, ParseOptions, ParsedOutput, Repair,
+    parse_output,
 };
-use wxpilot_content::prompt::{ContentKind, OutputFormat};
+use wxpilot_content::prompt::ContentKind;
 
 fn strict(kind: ContentKind, raw: &str) -> Result<ParsedOutput, OutputError> {
     parse_output(kind, raw, ParseOptions::default())
@@ -166,7 +167,7 @@ fn body_html_is_sanitised() {
 fn line_format() {
     let raw = "TITLE: 秋季新豆上市\nDIGEST: 云南产地直送，本周到店可试饮\nBODY:\n第一段第一行\n第一段第二行\n\n第二段";
     let parsed = strict(ContentKind::Article, raw).expect("parses");
-    assert_eq!(parsed.format, OutputFormat::Lines);
+    assert_eq!(parsed.format, AnswerFormat::Lines);
     let Some(Generated::Article(a)) = parsed.items.first() else {
         panic!("no article");
     };
@@ -331,6 +332,7 @@ fn limits_fail_or_truncate_as_asked() {
         &raw,
         ParseOptions {
             truncate_overlong: true,
+            ..ParseOptions::default()
         },
     )
     .expect("truncates");
@@ -364,6 +366,7 @@ fn limits_fail_or_truncate_as_asked() {
         &long_reply,
         ParseOptions {
             truncate_overlong: true,
+            ..ParseOptions::default()
         },
     )
     .expect("truncates");
@@ -409,6 +412,47 @@ fn echoed_placeholders_and_stray_labels() {
         moments.items,
         vec![Generated::Moments {
             text: "周末试饮\nTitle: 不是标题".to_owned()
+        }]
+    );
+}
+
+#[test]
+fn plain_text_fallback_only_when_asked() {
+    let raw = "Autumn beans are here\n\nOur new beans arrived.\nCome and taste them.";
+    assert!(matches!(
+        strict(ContentKind::Article, raw),
+        Err(OutputError::NoStructuredContent { .. })
+    ));
+    let options = ParseOptions {
+        plain_text_fallback: true,
+        ..ParseOptions::default()
+    };
+    let parsed = parse_output(ContentKind::Article, raw, options).expect("falls back");
+    assert_eq!(parsed.format, AnswerFormat::PlainText);
+    let Some(Generated::Article(a)) = parsed.items.first() else {
+        panic!("no article");
+    };
+    assert_eq!(a.title, "Autumn beans are here");
+    assert_eq!(
+        a.body_html,
+        "<p>Our new beans arrived.<br>Come and taste them.</p>"
+    );
+    // One line is not an article, even with the fallback.
+    assert!(matches!(
+        parse_output(ContentKind::Article, "just one line", options),
+        Err(OutputError::NoStructuredContent { .. })
+    ));
+    // Broken JSON stays an error: the model meant JSON.
+    assert!(matches!(
+        parse_output(ContentKind::Article, "{\"title\": 1 2 3}\nmore", options),
+        Err(OutputError::InvalidJson { .. })
+    ));
+    let moments =
+        parse_output(ContentKind::Moments, "周末试饮☕\n欢迎", options).expect("falls back");
+    assert_eq!(
+        moments.items,
+        vec![Generated::Moments {
+            text: "周末试饮☕\n欢迎".to_owned()
         }]
     );
 }
