@@ -71,7 +71,11 @@ fn main() -> ExitCode {
                     }
                 };
                 let verdict = match parse_output(kind, &raw, options) {
-                    Ok(parsed) => match parsed.items.into_iter().next() {
+                    Ok(parsed) => match parsed.items.into_iter().next().inspect(|item| {
+                        if std::env::var_os("SHOW").is_some() {
+                            println!("{}", serde_json::to_string(item).unwrap_or_default());
+                        }
+                    }) {
                         Some(Generated::Article(article)) => {
                             let draft = Draft {
                                 articles: vec![article.into_article_draft("", "")],

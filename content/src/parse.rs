@@ -540,6 +540,12 @@ fn build_one(
 /// A title or digest on one line, without markup, or the Markdown and quotes models wrap it
 /// in. An echoed placeholder such as `<the title on one line>` reads as markup and vanishes.
 fn clean_single_line(text: &str) -> String {
+    // "<<Title>>" is a wrapper some models use, not markup.
+    let text = text.trim();
+    let text = text
+        .strip_prefix("<<")
+        .and_then(|t| t.strip_suffix(">>"))
+        .unwrap_or(text);
     let visible = html::visible_text(text);
     let joined = visible.split_whitespace().collect::<Vec<_>>().join(" ");
     joined
@@ -1061,7 +1067,10 @@ fn parse_lines(kind: ContentKind, raw: &str) -> Vec<VariantFields> {
         .collect()
 }
 
-/// Unlabelled text as one version (see [`ParseOptions::plain_text_fallback`]).
+/// Unlabelled text as one version (see [`ParseOptions::plain_text_fallback`]). For an
+/// article, a short first line is the title and the rest the body; a first line that is a
+/// whole paragraph (small models often skip the title) gives its first sentence as the title
+/// and stays in the body.
 fn plain_text_fields(kind: ContentKind, raw: &str) -> Option<VariantFields> {
     let text: Vec<&str> = raw
         .lines()
@@ -1070,17 +1079,37 @@ fn plain_text_fields(kind: ContentKind, raw: &str) -> Option<VariantFields> {
     match kind {
         ContentKind::Article => {
             let first = text.iter().position(|line| !line.trim().is_empty())?;
-            let body = text[first + 1..].join("\n");
+            let first_line = text[first].trim();
+            let rest = text[first + 1..].join("\n");
+            let (title, body) = if limits::char_len(first_line) <= TITLE_MAX_CHARS {
+                (first_line.to_owned(), rest)
+            } else {
+                (
+                    first_sentence(first_line).to_owned(),
+                    text[first..].join("\n"),
+                )
+            };
             if body.trim().is_empty() {
                 return None;
             }
             Some(vec![
-                (Key::Title, FieldValue::Text(text[first].to_owned())),
+                (Key::Title, FieldValue::Text(title)),
                 (Key::Body, FieldValue::Text(body)),
             ])
         }
         ContentKind::Moments | ContentKind::MenuReply => {
             Some(vec![(Key::Text, FieldValue::Text(text.join("\n")))])
         }
+    }
+}
+
+/// `text` up to and including its first sentence-ending mark.
+fn first_sentence(text: &str) -> &str {
+    match text
+        .char_indices()
+        .find(|&(_, c)| matches!(c, '.' | '!' | '?' | '。' | '！' | '？'))
+    {
+        Some((i, c)) => &text[..i + c.len_utf8()],
+        None => text,
     }
 }

@@ -313,23 +313,14 @@ pub fn build_prompt(
     ]
 }
 
-/// Decoding settings that suit a request; the generate job copies them into the inference
-/// layer's parameters.
+/// A token budget for one request: the longest text of the length asked for, in Chinese
+/// (about 1.5 tokens a character), plus the labels, per version. The generate job passes it
+/// as the inference layer's `max_tokens`.
 ///
-/// No stop strings are suggested: small models repeat the line format after answering, but
-/// a stop on a second `TITLE:` would also cut an answer that starts with a line of chatter,
-/// and the parser already keeps the first complete version and drops the repeats.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GenerationHints {
-    /// Most tokens to generate.
-    pub max_tokens: u32,
-    /// Sampling temperature (0 is greedy).
-    pub temperature: f32,
-}
-
-/// Suggested decoding settings. The token budget allows for the longest text of the length
-/// asked for, in Chinese (about 1.5 tokens a character), plus the labels, per version.
-pub fn generation_hints(kind: ContentKind, options: &GenerationOptions) -> GenerationHints {
+/// No stop strings are suggested for the line format: small models repeat the format after
+/// answering, but a stop on a second `TITLE:` would also cut an answer that starts with a
+/// line of chatter, and the parser already keeps the first complete version.
+pub fn max_tokens(kind: ContentKind, options: &GenerationOptions) -> u32 {
     let variants = u32::from(options.variants.clamp(1, MAX_VARIANTS));
     let chars_per_version: u32 = match (kind, options.length) {
         (ContentKind::Article, Length::Short) => 450,
@@ -338,14 +329,8 @@ pub fn generation_hints(kind: ContentKind, options: &GenerationOptions) -> Gener
         (ContentKind::Moments, _) => 300,
         (ContentKind::MenuReply, _) => 500,
     };
-    GenerationHints {
-        max_tokens: (chars_per_version * 3 / 2 + 80) * variants,
-        temperature: TEMPERATURE,
-    }
+    (chars_per_version * 3 / 2 + 80) * variants
 }
-
-/// Low enough that small models keep to the format, high enough that variants differ.
-const TEMPERATURE: f32 = 0.3;
 
 /// The prompt for a retry: the original messages, the model's previous answer, and the
 /// correction (a [`crate::compliance::rewrite_instruction`] or a parse error's
@@ -457,26 +442,19 @@ mod tests {
     }
 
     #[test]
-    fn hints_budget_tokens_by_kind_length_and_variants() {
+    fn token_budget_by_kind_length_and_variants() {
         let one = GenerationOptions::default();
-        let hints = generation_hints(ContentKind::Article, &one);
-        assert_eq!(hints.max_tokens, 1_730);
+        assert_eq!(max_tokens(ContentKind::Article, &one), 1_730);
         let three = GenerationOptions {
             variants: 3,
             ..GenerationOptions::default()
         };
-        assert_eq!(
-            generation_hints(ContentKind::Moments, &three).max_tokens,
-            1_590
-        );
+        assert_eq!(max_tokens(ContentKind::Moments, &three), 1_590);
         let short = GenerationOptions {
             length: Length::Short,
             ..GenerationOptions::default()
         };
-        assert_eq!(
-            generation_hints(ContentKind::Article, &short).max_tokens,
-            755
-        );
+        assert_eq!(max_tokens(ContentKind::Article, &short), 755);
     }
 
     #[test]

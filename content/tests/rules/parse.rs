@@ -437,7 +437,20 @@ fn plain_text_fallback_only_when_asked() {
         a.body_html,
         "<p>Our new beans arrived.<br>Come and taste them.</p>"
     );
-    // One line is not an article, even with the fallback.
+    // A paragraph without a title line: its first sentence becomes the title.
+    let raw = "Our new Yunnan beans arrived this week. Come and taste them, roasted light for a bright cup.\n\nFree tasting on Saturday.";
+    let parsed = parse_output(ContentKind::Article, raw, options).expect("falls back");
+    let Some(Generated::Article(a)) = parsed.items.first() else {
+        panic!("no article");
+    };
+    assert_eq!(a.title, "Our new Yunnan beans arrived this week.");
+    assert!(
+        a.body_html
+            .starts_with("<p>Our new Yunnan beans arrived this week. Come")
+    );
+    let a = article("TITLE: <<Autumn beans>>\nBODY: fresh");
+    assert_eq!(a.title, "Autumn beans");
+    // One short line is not an article, even with the fallback.
     assert!(matches!(
         parse_output(ContentKind::Article, "just one line", options),
         Err(OutputError::NoStructuredContent { .. })
