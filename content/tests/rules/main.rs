@@ -4,6 +4,7 @@
 
 mod compliance;
 mod parse;
+mod robustness;
 mod small_model;
 
 /// Character offset of the `nth` (0-based) occurrence of `needle` in `haystack`.
