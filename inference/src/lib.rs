@@ -5,6 +5,9 @@
 //! picks between them by policy all implement it, so callers never care which one
 //! answers.
 
+pub mod batcher;
+pub mod bench;
+pub mod local;
 pub mod types;
 
 pub use types::{
@@ -12,3 +15,5 @@ pub use types::{
     GenerateEvent, GenerateParams, GenerateRequest, Generation, InferenceError, ModelInfo,
     ModelKind, Role, TokenStream, Usage,
 };
+pub use batcher::BatchingConfig;
+pub use local::{ChatModelConfig, DeviceChoice, EmbeddingModelConfig, LocalBackend, LocalConfig};

@@ -206,6 +206,19 @@ pub enum InferenceError {
 }
 
 impl InferenceError {
+    /// A short machine-readable name for the variant, for metrics labels and error codes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Overloaded => "overloaded",
+            Self::ModelMissing { .. } => "model_missing",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Timeout(_) => "timeout",
+            Self::Remote { .. } => "remote",
+            Self::Cancelled => "cancelled",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// Whether another backend, or the same one later, might succeed.
     pub fn is_transient(&self) -> bool {
         match self {

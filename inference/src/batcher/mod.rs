@@ -1,0 +1,49 @@
+//! Dynamic batching in the manner of text-generation-inference's router: callers push
+//! requests into a bounded [`RequestQueue`]; one batcher thread per model admits them by
+//! token budget, batch size and wait time, runs a step, and hands results back, skipping
+//! requests whose caller has gone.
+//!
+//! - [`EmbedBatcher`]: texts from many requests run as one padded batch.
+//! - [`GenerateBatcher`]: continuous batching. Sequences decode together, each with its
+//!   own KV cache and position; new requests join between decode steps (their prompts are
+//!   processed in the same forward pass as the running sequences' next tokens), finished
+//!   or cancelled ones leave.
+
+mod embed;
+mod generate;
+pub mod queue;
+
+pub use embed::EmbedBatcher;
+pub use generate::{GenerateBatcher, GenerateJob};
+pub use queue::{BatchCost, BatchingConfig, RequestQueue, admissible};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters a batcher keeps, for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct BatcherStats {
+    /// Forward passes run.
+    pub steps: AtomicU64,
+    /// Rows (texts or sequences) summed over all passes.
+    pub rows: AtomicU64,
+    /// Most rows in one pass.
+    pub max_rows: AtomicU64,
+}
+
+impl BatcherStats {
+    fn record(&self, rows: usize) {
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.max_rows.fetch_max(rows as u64, Ordering::Relaxed);
+    }
+
+    /// Mean rows per forward pass so far (0 before the first).
+    pub fn mean_rows(&self) -> f64 {
+        let steps = self.steps.load(Ordering::Relaxed);
+        if steps == 0 {
+            0.0
+        } else {
+            self.rows.load(Ordering::Relaxed) as f64 / steps as f64
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! `wxpilot bench inference`: what dynamic batching buys on this machine with the fetched
+//! models. Embeddings: many concurrent callers through the batcher against the same
+//! requests one at a time. Generation: concurrent requests decoding together against one
+//! at a time, with time to first token. Peak resident memory of the process at the end.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::local::{LocalConfig, models_dir};
+use crate::types::{
+    Backend, ChatMessage, EmbedKind, EmbedRequest, GenerateEvent, GenerateParams,
+    GenerateRequest, InferenceError,
+};
+use crate::{BatchingConfig, LocalBackend};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Where `scripts/fetch-models.sh` put the models.
+    pub models_dir: PathBuf,
+    /// Embedding requests (one sentence each) per mode.
+    pub embed_requests: usize,
+    /// Concurrent embedding callers in the batched mode.
+    pub embed_callers: usize,
+    /// Generation requests per mode (run all at once in the batched mode).
+    pub generate_requests: usize,
+    /// Tokens each generation produces.
+    pub max_tokens: u32,
+    pub batching: BatchingConfig,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            models_dir: models_dir(),
+            embed_requests: 256,
+            embed_callers: 32,
+            generate_requests: 8,
+            max_tokens: 32,
+            batching: BatchingConfig::default(),
+        }
+    }
+}
+
+/// Embedding figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedFigures {
+    pub requests: usize,
+    pub callers: usize,
+    pub sequential_per_s: f64,
+    pub concurrent_per_s: f64,
+    pub speedup: f64,
+    pub mean_batch: f64,
+    pub largest_batch: u64,
+}
+
+/// Generation figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateFigures {
+    pub requests: usize,
+    pub max_tokens: u32,
+    pub sequential_tokens_per_s: f64,
+    pub concurrent_tokens_per_s: f64,
+    pub speedup: f64,
+    /// Mean time to first token, one request at a time.
+    pub sequential_ttft_ms: f64,
+    /// Mean time to first token with every request submitted at once.
+    pub concurrent_ttft_ms: f64,
+    pub largest_batch: u64,
+}
+
+/// Everything `wxpilot bench inference` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub embedding_model: String,
+    pub chat_model: String,
+    pub embeddings: EmbedFigures,
+    pub generation: GenerateFigures,
+    /// Peak resident set size of this process (VmHWM), in MiB; 0 where unknown.
+    pub peak_rss_mib: f64,
+}
+
+impl BenchReport {
+    /// A few readable lines.
+    pub fn to_text(&self) -> String {
+        let e = &self.embeddings;
+        let g = &self.generation;
+        format!(
+            "embeddings ({}): {} requests, one at a time {:.1}/s, {} callers {:.1}/s ({:.2}x; mean batch {:.1}, largest {})\n\
+             generation ({}): {} requests x {} tokens, one at a time {:.1} tok/s, all at once {:.1} tok/s ({:.2}x; largest batch {})\n\
+             time to first token: {:.0} ms alone, {:.0} ms with {} at once\n\
+             peak RSS: {:.0} MiB\n",
+            self.embedding_model,
+            e.requests,
+            e.sequential_per_s,
+            e.callers,
+            e.concurrent_per_s,
+            e.speedup,
+            e.mean_batch,
+            e.largest_batch,
+            self.chat_model,
+            g.requests,
+            g.max_tokens,
+            g.sequential_tokens_per_s,
+            g.concurrent_tokens_per_s,
+            g.speedup,
+            g.largest_batch,
+            g.sequential_ttft_ms,
+            g.concurrent_ttft_ms,
+            g.requests,
+            self.peak_rss_mib,
+        )
+    }
+}
+
+const SENTENCES: [&str; 8] = [
+    "How do I reset my password?",
+    "What are your opening hours on public holidays?",
+    "The parcel arrived damaged and I would like a refund.",
+    "Can I change the delivery address after ordering?",
+    "Do you ship to Hong Kong and Macau?",
+    "Which membership level gives free shipping?",
+    "My coupon code does not work at checkout.",
+    "Please recommend a gift for my mother under 200 yuan.",
+];
+
+/// Loads the default models from `options.models_dir` and measures.
+pub async fn run(options: BenchOptions) -> Result<BenchReport, InferenceError> {
+    let mut config = LocalConfig::default_models(&options.models_dir);
+    config.batching = options.batching.clone();
+    config.batching.queue_capacity = config
+        .batching
+        .queue_capacity
+        .max(options.embed_requests)
+        .max(options.generate_requests);
+    let backend = LocalBackend::new(config)?;
+    let models = backend.models();
+    let name = |kind| {
+        models
+            .iter()
+            .find(|m| m.kind == kind)
+            .map(|m| m.id.clone())
+            .unwrap_or_default()
+    };
+    let embeddings = bench_embeddings(&backend, &options).await?;
+    let generation = bench_generation(&backend, &options).await?;
+    Ok(BenchReport {
+        embedding_model: name(crate::types::ModelKind::Embedding),
+        chat_model: name(crate::types::ModelKind::Chat),
+        embeddings,
+        generation,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+fn embed_request(i: usize) -> EmbedRequest {
+    EmbedRequest {
+        texts: vec![format!("{} (#{i})", SENTENCES[i % SENTENCES.len()])],
+        kind: EmbedKind::Passage,
+        model: None,
+    }
+}
+
+async fn bench_embeddings(
+    backend: &LocalBackend,
+    options: &BenchOptions,
+) -> Result<EmbedFigures, InferenceError> {
+    let n = options.embed_requests.max(1);
+    // Warm up caches and allocator before timing anything.
+    backend.embed(embed_request(0)).await?;
+    let start = Instant::now();
+    for i in 0..n {
+        backend.embed(embed_request(i)).await?;
+    }
+    let sequential = start.elapsed();
+
+    let callers = options.embed_callers.max(1);
+    let start = Instant::now();
+    let results = futures_util::future::join_all((0..callers).map(|c| async move {
+        let mut i = c;
+        while i < n {
+            backend.embed(embed_request(i)).await?;
+            i += callers;
+        }
+        Ok::<(), InferenceError>(())
+    }))
+    .await;
+    let concurrent = start.elapsed();
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let (stats, _) = backend.batch_sizes(None);
+    let (mean_batch, largest_batch) = stats.unwrap_or((0.0, 0));
+    let sequential_per_s = per_second(n, sequential);
+    let concurrent_per_s = per_second(n, concurrent);
+    Ok(EmbedFigures {
+        requests: n,
+        callers,
+        sequential_per_s,
+        concurrent_per_s,
+        speedup: ratio(concurrent_per_s, sequential_per_s),
+        mean_batch,
+        largest_batch,
+    })
+}
+
+fn generate_request(i: usize, max_tokens: u32) -> GenerateRequest {
+    GenerateRequest {
+        messages: vec![ChatMessage::user(SENTENCES[i % SENTENCES.len()])],
+        params: GenerateParams {
+            max_tokens,
+            temperature: 0.0,
+            ..GenerateParams::default()
+        },
+        model: None,
+    }
+}
+
+/// Generates one request to the end: (completion tokens, time to first token).
+async fn timed_generation(
+    backend: &LocalBackend,
+    request: GenerateRequest,
+) -> Result<(u32, Duration), InferenceError> {
+    let start = Instant::now();
+    let mut stream = backend.generate_stream(request).await?;
+    let mut first = None;
+    while let Some(event) = stream.next().await {
+        match event? {
+            GenerateEvent::Token(_) => {
+                first.get_or_insert_with(|| start.elapsed());
+            }
+            GenerateEvent::Done(g) => {
+                return Ok((
+                    g.usage.completion_tokens,
+                    first.unwrap_or_else(|| start.elapsed()),
+                ));
+            }
+        }
+    }
+    Err(InferenceError::Internal("stream ended without a result".into()))
+}
+
+async fn bench_generation(
+    backend: &LocalBackend,
+    options: &BenchOptions,
+) -> Result<GenerateFigures, InferenceError> {
+    let n = options.generate_requests.max(1);
+    timed_generation(backend, generate_request(0, 4)).await?;
+    let start = Instant::now();
+    let mut tokens = 0u64;
+    let mut ttft = Duration::ZERO;
+    for i in 0..n {
+        let (t, first) = timed_generation(backend, generate_request(i, options.max_tokens)).await?;
+        tokens += u64::from(t);
+        ttft += first;
+    }
+    let sequential = start.elapsed();
+    let sequential_tokens = tokens;
+    let sequential_ttft = ttft;
+
+    let start = Instant::now();
+    let results = futures_util::future::join_all(
+        (0..n).map(|i| timed_generation(backend, generate_request(i, options.max_tokens))),
+    )
+    .await;
+    let concurrent = start.elapsed();
+    let mut tokens = 0u64;
+    let mut ttft = Duration::ZERO;
+    for result in results {
+        let (t, first) = result?;
+        tokens += u64::from(t);
+        ttft += first;
+    }
+    let (_, stats) = backend.batch_sizes(None);
+    let sequential_tokens_per_s = per_second(sequential_tokens as usize, sequential);
+    let concurrent_tokens_per_s = per_second(tokens as usize, concurrent);
+    Ok(GenerateFigures {
+        requests: n,
+        max_tokens: options.max_tokens,
+        sequential_tokens_per_s,
+        concurrent_tokens_per_s,
+        speedup: ratio(concurrent_tokens_per_s, sequential_tokens_per_s),
+        sequential_ttft_ms: sequential_ttft.as_secs_f64() * 1000.0 / n as f64,
+        concurrent_ttft_ms: ttft.as_secs_f64() * 1000.0 / n as f64,
+        largest_batch: stats.map(|s| s.1).unwrap_or(0),
+    })
+}
+
+fn per_second(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+/// VmHWM from /proc/self/status, in MiB (0 where the file does not exist).
+pub fn peak_rss_mib() -> f64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0.0;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}

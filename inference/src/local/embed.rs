@@ -1,0 +1,319 @@
+//! Sentence embeddings from a BERT-family Hugging Face folder (`config.json`,
+//! `tokenizer.json`, `model.safetensors`): tokenise, run the encoder on one padded
+//! batch with an attention mask, pool, normalise.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::{bert, xlm_roberta};
+use serde::{Deserialize, Serialize};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use super::{candle_err, missing_file};
+use crate::types::{EmbedKind, InferenceError};
+
+/// Text prefixes a model family was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedPrefix {
+    /// Texts go in as they are.
+    #[default]
+    None,
+    /// E5 family: `query: ` or `passage: ` by [`EmbedKind`].
+    E5,
+}
+
+
+impl EmbedPrefix {
+    /// The text the model sees for `text` used as `kind`.
+    pub fn apply(self, kind: EmbedKind, text: &str) -> String {
+        match (self, kind) {
+            (Self::None, _) => text.to_owned(),
+            (Self::E5, EmbedKind::Query) => format!("query: {text}"),
+            (Self::E5, EmbedKind::Passage) => format!("passage: {text}"),
+        }
+    }
+}
+
+/// How token vectors become one sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over the tokens the attention mask keeps.
+    Mean,
+    /// The first (`[CLS]`) token.
+    Cls,
+}
+
+/// The sentence-transformers post-processing a folder asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolingConfig {
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+impl Default for PoolingConfig {
+    fn default() -> Self {
+        Self {
+            pooling: Pooling::Mean,
+            normalize: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PoolingFile {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct ModuleEntry {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    path: String,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct ModelTypeProbe {
+    model_type: Option<String>,
+    max_position_embeddings: Option<usize>,
+}
+
+/// Reads the pooling and normalisation a sentence-transformers folder declares
+/// (`modules.json`, `1_Pooling/config.json`); mean + normalise when the folder says nothing.
+pub fn read_pooling_config(dir: &Path) -> PoolingConfig {
+    let Some(modules) = read_json::<Vec<ModuleEntry>>(&dir.join("modules.json")) else {
+        return PoolingConfig::default();
+    };
+    let normalize = modules.iter().any(|m| m.kind.ends_with(".Normalize"));
+    let pooling = modules
+        .iter()
+        .find(|m| m.kind.ends_with(".Pooling"))
+        .and_then(|m| read_json::<PoolingFile>(&dir.join(&m.path).join("config.json")))
+        .map(|p| {
+            if p.pooling_mode_cls_token && !p.pooling_mode_mean_tokens {
+                Pooling::Cls
+            } else {
+                Pooling::Mean
+            }
+        })
+        .unwrap_or(Pooling::Mean);
+    PoolingConfig { pooling, normalize }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+enum Encoder {
+    Bert(bert::BertModel),
+    XlmRoberta(xlm_roberta::XLMRobertaModel),
+}
+
+/// A loaded embedding model. Callers tokenise on their own threads; the batcher thread
+/// runs the encoder.
+pub struct EmbeddingModel {
+    encoder: Encoder,
+    tokenizer: Tokenizer,
+    pooling: PoolingConfig,
+    prefix: EmbedPrefix,
+    max_tokens: usize,
+    pad_id: u32,
+    device: Device,
+}
+
+/// One text ready for the encoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedText {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+}
+
+impl EmbeddingModel {
+    /// Loads a BERT or XLM-RoBERTa folder. Missing files answer `ModelMissing`.
+    pub fn load(dir: &Path, prefix: EmbedPrefix, device: &Device) -> Result<Self, InferenceError> {
+        let config_path = dir.join("config.json");
+        let tokenizer_path = dir.join("tokenizer.json");
+        let weights_path = dir.join("model.safetensors");
+        for path in [&config_path, &tokenizer_path, &weights_path] {
+            if !path.is_file() {
+                return Err(missing_file(path));
+            }
+        }
+        let config_text = std::fs::read_to_string(&config_path)
+            .map_err(|e| InferenceError::Internal(format!("{}: {e}", config_path.display())))?;
+        let probe: ModelTypeProbe = serde_json::from_str(&config_text)
+            .map_err(|e| InferenceError::Internal(format!("{}: {e}", config_path.display())))?;
+        let weights = std::fs::read(&weights_path)
+            .map_err(|e| InferenceError::Internal(format!("{}: {e}", weights_path.display())))?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
+            .map_err(candle_err)?;
+        let model_type = probe.model_type.unwrap_or_else(|| "bert".into());
+        let encoder = match model_type.as_str() {
+            "bert" => {
+                let config: bert::Config = serde_json::from_str(&config_text).map_err(|e| {
+                    InferenceError::Internal(format!("{}: {e}", config_path.display()))
+                })?;
+                Encoder::Bert(bert::BertModel::load(vb, &config).map_err(candle_err)?)
+            }
+            "xlm-roberta" => {
+                let config: xlm_roberta::Config =
+                    serde_json::from_str(&config_text).map_err(|e| {
+                        InferenceError::Internal(format!("{}: {e}", config_path.display()))
+                    })?;
+                let vb = if vb.contains_tensor("roberta.embeddings.word_embeddings.weight") {
+                    vb.pp("roberta")
+                } else {
+                    vb
+                };
+                Encoder::XlmRoberta(
+                    xlm_roberta::XLMRobertaModel::new(&config, vb).map_err(candle_err)?,
+                )
+            }
+            other => {
+                return Err(InferenceError::Internal(format!(
+                    "{}: model_type `{other}` is not a supported encoder (bert, xlm-roberta)",
+                    config_path.display()
+                )));
+            }
+        };
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| InferenceError::Internal(format!("{}: {e}", tokenizer_path.display())))?;
+        let max_tokens = max_sequence_length(dir, probe.max_position_embeddings, &model_type);
+        // The folder's tokenizer pads every input to a fixed width; we pad per batch instead.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| InferenceError::Internal(format!("tokenizer truncation: {e}")))?;
+        let pad_id = tokenizer
+            .token_to_id("[PAD]")
+            .or_else(|| tokenizer.token_to_id("<pad>"))
+            .unwrap_or(0);
+        Ok(Self {
+            encoder,
+            tokenizer,
+            pooling: read_pooling_config(dir),
+            prefix,
+            max_tokens,
+            pad_id,
+            device: device.clone(),
+        })
+    }
+
+    /// Most tokens one text keeps (longer texts are truncated).
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Tokenises one text as the model sees it (prefix, special tokens, truncation).
+    pub fn encode(&self, kind: EmbedKind, text: &str) -> Result<EncodedText, InferenceError> {
+        let input = self.prefix.apply(kind, text);
+        let encoding = self
+            .tokenizer
+            .encode(input, true)
+            .map_err(|e| InferenceError::Internal(format!("tokenizer: {e}")))?;
+        Ok(EncodedText {
+            ids: encoding.get_ids().to_vec(),
+            type_ids: encoding.get_type_ids().to_vec(),
+        })
+    }
+
+    /// Embeds already-encoded texts as one right-padded batch.
+    pub fn embed_encoded(&self, texts: &[EncodedText]) -> Result<Vec<Vec<f32>>, InferenceError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let width = texts.iter().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
+        let batch = texts.len();
+        let mut ids = Vec::with_capacity(batch * width);
+        let mut type_ids = Vec::with_capacity(batch * width);
+        let mut mask = Vec::with_capacity(batch * width);
+        for text in texts {
+            let pad = width - text.ids.len();
+            ids.extend_from_slice(&text.ids);
+            ids.extend(std::iter::repeat_n(self.pad_id, pad));
+            type_ids.extend_from_slice(&text.type_ids);
+            type_ids.extend(std::iter::repeat_n(0, pad));
+            mask.extend(std::iter::repeat_n(1u32, text.ids.len()));
+            mask.extend(std::iter::repeat_n(0u32, pad));
+        }
+        let vectors = self.run(batch, width, ids, type_ids, mask).map_err(candle_err)?;
+        Ok(vectors)
+    }
+
+    fn run(
+        &self,
+        batch: usize,
+        width: usize,
+        ids: Vec<u32>,
+        type_ids: Vec<u32>,
+        mask: Vec<u32>,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let ids = Tensor::from_vec(ids, (batch, width), &self.device)?;
+        let type_ids = Tensor::from_vec(type_ids, (batch, width), &self.device)?;
+        let mask = Tensor::from_vec(mask, (batch, width), &self.device)?;
+        let hidden = match &self.encoder {
+            Encoder::Bert(model) => model.forward(&ids, &type_ids, Some(&mask))?,
+            Encoder::XlmRoberta(model) => {
+                model.forward(&ids, &mask, &type_ids, None, None, None)?
+            }
+        };
+        let pooled = match self.pooling.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean => {
+                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+                let counts = mask.sum(1)?.clamp(1e-9f64, f64::MAX)?;
+                summed.broadcast_div(&counts)?
+            }
+        };
+        let pooled = if self.pooling.normalize {
+            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f64, f64::MAX)?;
+            pooled.broadcast_div(&norms)?
+        } else {
+            pooled
+        };
+        pooled.to_device(&Device::Cpu)?.to_vec2::<f32>()
+    }
+}
+
+/// The longest input: sentence-transformers' `max_seq_length` when the folder has it,
+/// otherwise the position table (less the two reserved positions of XLM-R).
+fn max_sequence_length(dir: &Path, positions: Option<usize>, model_type: &str) -> usize {
+    let positions = positions.unwrap_or(512);
+    let usable = if model_type == "xlm-roberta" {
+        positions.saturating_sub(2)
+    } else {
+        positions
+    };
+    read_json::<SentenceBertConfig>(&dir.join("sentence_bert_config.json"))
+        .and_then(|c| c.max_seq_length)
+        .map(|m| m.min(usable))
+        .unwrap_or(usable)
+        .max(2)
+}
+
+/// Cosine similarity of two vectors (0 when either is all zeros).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}

@@ -1,0 +1,434 @@
+//! A decoder-only transformer (llama and qwen2 GGUF files) whose forward pass takes many
+//! sequences at once, each with its own KV cache and position.
+//!
+//! candle's `quantized_llama` keeps one KV cache inside the model and takes one position
+//! offset per call, which cannot serve a continuous batch. Here the weights are shared and
+//! every sequence owns a [`SequenceCache`]: the new tokens of all sequences (prompt chunks
+//! and single decode tokens alike) are packed into one `[tokens, hidden]` matrix for the
+//! matrix multiplications, and attention runs per sequence against its own cache.
+//! Matrix rows are independent, so a sequence gets the same logits whether it runs alone
+//! or in a batch.
+
+use std::fs::File;
+use std::path::Path;
+
+use candle_core::quantized::{QMatMul, QTensor, gguf_file};
+use candle_core::{D, DType, Device, Module, Tensor};
+
+use super::{candle_err, missing_file};
+use crate::types::InferenceError;
+
+/// The architectures this module runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Llama,
+    Qwen2,
+}
+
+impl Architecture {
+    /// The `general.architecture` value of a GGUF file.
+    pub fn from_gguf_name(name: &str) -> Option<Self> {
+        match name {
+            "llama" => Some(Self::Llama),
+            "qwen2" => Some(Self::Qwen2),
+            _ => None,
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+        }
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    // Qwen2 has biases on q, k and v; llama has none.
+    bq: Option<Tensor>,
+    bk: Option<Tensor>,
+    bv: Option<Tensor>,
+    wo: QMatMul,
+    ffn_norm: Tensor,
+    gate: QMatMul,
+    up: QMatMul,
+    down: QMatMul,
+}
+
+/// Shapes and constants read from the GGUF metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformerShape {
+    pub architecture: Architecture,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub hidden: usize,
+    pub head_dim: usize,
+    pub context_length: usize,
+    pub vocab_size: usize,
+    pub rms_eps: f64,
+    pub rope_base: f32,
+}
+
+/// The weights of a loaded model; shared by every sequence.
+pub struct Transformer {
+    shape: TransformerShape,
+    embedding: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+/// The keys and values one sequence has seen, per layer (`[1, kv_heads, len, head_dim]`).
+pub struct SequenceCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl SequenceCache {
+    /// Tokens already in the cache (the position of the next token).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// New tokens of one sequence for a forward pass.
+pub struct SequenceChunk<'a> {
+    pub cache: &'a mut SequenceCache,
+    pub tokens: &'a [u32],
+}
+
+fn md<'a>(
+    content: &'a gguf_file::Content,
+    key: &str,
+) -> Result<&'a gguf_file::Value, InferenceError> {
+    content
+        .metadata
+        .get(key)
+        .ok_or_else(|| InferenceError::Internal(format!("GGUF metadata has no `{key}`")))
+}
+
+fn md_usize(content: &gguf_file::Content, key: &str) -> Result<usize, InferenceError> {
+    let value = md(content, key)?;
+    value
+        .to_u32()
+        .map(|v| v as usize)
+        .or_else(|_| value.to_u64().map(|v| v as usize))
+        .map_err(|e| InferenceError::Internal(format!("GGUF `{key}`: {e}")))
+}
+
+fn md_f32(content: &gguf_file::Content, key: &str) -> Option<f32> {
+    content.metadata.get(key).and_then(|v| v.to_f32().ok())
+}
+
+/// The architecture a GGUF file declares.
+pub fn gguf_architecture(content: &gguf_file::Content) -> Result<Architecture, InferenceError> {
+    let name = md(content, "general.architecture")?
+        .to_string()
+        .map_err(candle_err)?;
+    Architecture::from_gguf_name(name).ok_or_else(|| {
+        InferenceError::Internal(format!(
+            "GGUF architecture `{name}` is not supported (llama, qwen2)"
+        ))
+    })
+}
+
+/// Opens a GGUF file and reads its header (metadata and tensor index).
+pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, File), InferenceError> {
+    if !path.is_file() {
+        return Err(missing_file(path));
+    }
+    let mut file = File::open(path)
+        .map_err(|e| InferenceError::Internal(format!("{}: {e}", path.display())))?;
+    let content = gguf_file::Content::read(&mut file)
+        .map_err(|e| InferenceError::Internal(format!("{}: {e}", path.display())))?;
+    Ok((content, file))
+}
+
+impl Transformer {
+    /// Loads the weights of a llama or qwen2 GGUF file.
+    pub fn from_gguf(
+        content: &gguf_file::Content,
+        file: &mut File,
+        device: &Device,
+    ) -> Result<Self, InferenceError> {
+        let architecture = gguf_architecture(content)?;
+        let key = architecture.key();
+        let n_head = md_usize(content, &format!("{key}.attention.head_count"))?;
+        let n_kv_head = md_usize(content, &format!("{key}.attention.head_count_kv"))?;
+        let hidden = md_usize(content, &format!("{key}.embedding_length"))?;
+        let n_layer = md_usize(content, &format!("{key}.block_count"))?;
+        let context_length = md_usize(content, &format!("{key}.context_length")).unwrap_or(4096);
+        let rms_eps = md_f32(content, &format!("{key}.attention.layer_norm_rms_epsilon"))
+            .unwrap_or(1e-6) as f64;
+        let rope_base = md_f32(content, &format!("{key}.rope.freq_base")).unwrap_or(10_000.0);
+        if n_head == 0 || n_kv_head == 0 || hidden % n_head != 0 || n_head % n_kv_head != 0 {
+            return Err(InferenceError::Internal(format!(
+                "GGUF head counts do not fit: hidden {hidden}, heads {n_head}, kv heads {n_kv_head}"
+            )));
+        }
+        let head_dim = hidden / n_head;
+        if let Ok(rope_dim) = md_usize(content, &format!("{key}.rope.dimension_count"))
+            && rope_dim != head_dim
+        {
+            return Err(InferenceError::Internal(format!(
+                "partial rotary embeddings ({rope_dim} of {head_dim}) are not supported"
+            )));
+        }
+        let tensor = |file: &mut File, name: &str| -> Result<QTensor, InferenceError> {
+            content
+                .tensor(file, name, device)
+                .map_err(|e| InferenceError::Internal(format!("GGUF tensor `{name}`: {e}")))
+        };
+        let dense = |q: QTensor| q.dequantize(device).map_err(candle_err);
+        let matmul = |q: QTensor| QMatMul::from_qtensor(q).map_err(candle_err);
+
+        let embedding_q = tensor(file, "token_embd.weight")?;
+        let embedding = embedding_q.dequantize(device).map_err(candle_err)?;
+        let vocab_size = embedding.dim(0).map_err(candle_err)?;
+        let norm = dense(tensor(file, "output_norm.weight")?)?;
+        let output = match content.tensor_infos.contains_key("output.weight") {
+            true => matmul(tensor(file, "output.weight")?)?,
+            // Tied embeddings: the output projection is the embedding table.
+            false => matmul(embedding_q)?,
+        };
+        let mut layers = Vec::with_capacity(n_layer);
+        for i in 0..n_layer {
+            let name = |suffix: &str| format!("blk.{i}.{suffix}");
+            let bias = |file: &mut File, suffix: &str| -> Result<Option<Tensor>, InferenceError> {
+                let n = name(suffix);
+                if content.tensor_infos.contains_key(&n) {
+                    Ok(Some(dense(tensor(file, &n)?)?))
+                } else {
+                    Ok(None)
+                }
+            };
+            layers.push(Layer {
+                attn_norm: dense(tensor(file, &name("attn_norm.weight"))?)?,
+                wq: matmul(tensor(file, &name("attn_q.weight"))?)?,
+                wk: matmul(tensor(file, &name("attn_k.weight"))?)?,
+                wv: matmul(tensor(file, &name("attn_v.weight"))?)?,
+                bq: bias(file, "attn_q.bias")?,
+                bk: bias(file, "attn_k.bias")?,
+                bv: bias(file, "attn_v.bias")?,
+                wo: matmul(tensor(file, &name("attn_output.weight"))?)?,
+                ffn_norm: dense(tensor(file, &name("ffn_norm.weight"))?)?,
+                gate: matmul(tensor(file, &name("ffn_gate.weight"))?)?,
+                up: matmul(tensor(file, &name("ffn_up.weight"))?)?,
+                down: matmul(tensor(file, &name("ffn_down.weight"))?)?,
+            });
+        }
+        let (cos, sin) =
+            rotary_tables(head_dim, rope_base, context_length, device).map_err(candle_err)?;
+        Ok(Self {
+            shape: TransformerShape {
+                architecture,
+                n_layer,
+                n_head,
+                n_kv_head,
+                hidden,
+                head_dim,
+                context_length,
+                vocab_size,
+                rms_eps,
+                rope_base,
+            },
+            embedding,
+            layers,
+            norm,
+            output,
+            cos,
+            sin,
+            device: device.clone(),
+        })
+    }
+
+    /// Shapes and constants of this model.
+    pub fn shape(&self) -> &TransformerShape {
+        &self.shape
+    }
+
+    /// An empty cache for a new sequence.
+    pub fn new_cache(&self) -> SequenceCache {
+        SequenceCache {
+            layers: (0..self.shape.n_layer).map(|_| None).collect(),
+            len: 0,
+        }
+    }
+
+    /// Feeds each chunk's tokens after what its cache holds, and returns the logits of the
+    /// last token of every chunk, `[chunks, vocab]`, in chunk order.
+    pub fn forward(&self, chunks: &mut [SequenceChunk<'_>]) -> Result<Tensor, InferenceError> {
+        self.forward_inner(chunks).map_err(candle_err)
+    }
+
+    fn forward_inner(&self, chunks: &mut [SequenceChunk<'_>]) -> candle_core::Result<Tensor> {
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        let mut last_rows = Vec::with_capacity(chunks.len());
+        for chunk in chunks.iter() {
+            if chunk.tokens.is_empty() {
+                candle_core::bail!("a sequence chunk without tokens");
+            }
+            if chunk.cache.len + chunk.tokens.len() > self.shape.context_length {
+                candle_core::bail!("sequence longer than the context window");
+            }
+            ids.extend_from_slice(chunk.tokens);
+            positions.extend((0..chunk.tokens.len()).map(|i| (chunk.cache.len + i) as u32));
+            last_rows.push((ids.len() - 1) as u32);
+        }
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let positions = Tensor::from_vec(positions, total, &self.device)?;
+        let cos = self.cos.index_select(&positions, 0)?;
+        let sin = self.sin.index_select(&positions, 0)?;
+        let mut x = self.embedding.index_select(&ids, 0)?;
+        for (layer_index, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.shape.rms_eps as f32)?;
+            let attn = self.attention(layer, layer_index, &h, &cos, &sin, chunks)?;
+            x = (x + attn)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.shape.rms_eps as f32)?;
+            let mlp = layer
+                .down
+                .forward(&(candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?)?;
+            x = (x + mlp)?;
+        }
+        for chunk in chunks.iter_mut() {
+            chunk.cache.len += chunk.tokens.len();
+        }
+        let last_rows = Tensor::from_vec(last_rows, chunks.len(), &self.device)?;
+        let last = x.index_select(&last_rows, 0)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.norm, self.shape.rms_eps as f32)?;
+        self.output.forward(&last)
+    }
+
+    /// Self-attention of one layer for all chunks: projections over the packed rows, then
+    /// each sequence attends over its own cache.
+    fn attention(
+        &self,
+        layer: &Layer,
+        layer_index: usize,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        chunks: &mut [SequenceChunk<'_>],
+    ) -> candle_core::Result<Tensor> {
+        let s = &self.shape;
+        let total = h.dim(0)?;
+        let project = |w: &QMatMul, b: &Option<Tensor>, heads: usize| -> candle_core::Result<Tensor> {
+            let y = w.forward(h)?;
+            let y = match b {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            };
+            y.reshape((1, total, heads, s.head_dim))?.transpose(1, 2)?.contiguous()
+        };
+        let q = self.rotate(&project(&layer.wq, &layer.bq, s.n_head)?, cos, sin)?;
+        let k = self.rotate(&project(&layer.wk, &layer.bk, s.n_kv_head)?, cos, sin)?;
+        let v = project(&layer.wv, &layer.bv, s.n_kv_head)?;
+        let scale = 1.0 / (s.head_dim as f64).sqrt();
+        let group = s.n_head / s.n_kv_head;
+        let mut outputs = Vec::with_capacity(chunks.len());
+        let mut offset = 0;
+        for chunk in chunks.iter_mut() {
+            let n = chunk.tokens.len();
+            // Contiguous copies keep the memory layout identical to a sequence run alone.
+            let q_i = q.narrow(2, offset, n)?.contiguous()?;
+            let k_i = k.narrow(2, offset, n)?.contiguous()?;
+            let v_i = v.narrow(2, offset, n)?.contiguous()?;
+            offset += n;
+            let past = chunk.cache.len;
+            let (k_all, v_all) = match chunk.cache.layers[layer_index].take() {
+                Some((k_past, v_past)) => (
+                    Tensor::cat(&[&k_past, &k_i], 2)?,
+                    Tensor::cat(&[&v_past, &v_i], 2)?,
+                ),
+                None => (k_i, v_i),
+            };
+            chunk.cache.layers[layer_index] = Some((k_all.clone(), v_all.clone()));
+            let k_all = repeat_kv(&k_all, group)?;
+            let v_all = repeat_kv(&v_all, group)?;
+            let scores = (q_i.matmul(&k_all.t()?)? * scale)?;
+            let scores = if n > 1 {
+                scores.broadcast_add(&causal_mask(n, past, &self.device)?)?
+            } else {
+                scores
+            };
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            outputs.push(probs.matmul(&v_all)?);
+        }
+        let y = Tensor::cat(&outputs, 2)?
+            .transpose(1, 2)?
+            .reshape((total, s.n_head * s.head_dim))?;
+        layer.wo.forward(&y)
+    }
+
+    fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+        match self.shape.architecture {
+            // llama GGUF files store q/k permuted for the interleaved convention.
+            Architecture::Llama => candle_nn::rotary_emb::rope_i(x, cos, sin),
+            Architecture::Qwen2 => candle_nn::rotary_emb::rope(x, cos, sin),
+        }
+    }
+}
+
+/// Repeats each key/value head `group` times so grouped-query attention lines up with
+/// the query heads.
+fn repeat_kv(x: &Tensor, group: usize) -> candle_core::Result<Tensor> {
+    if group == 1 {
+        return Ok(x.clone());
+    }
+    let (b, heads, len, dim) = x.dims4()?;
+    Tensor::cat(&vec![x; group], 2)?.reshape((b, heads * group, len, dim))
+}
+
+/// Additive mask for `n` new tokens after `past` cached ones: a token sees the cache and
+/// the new tokens up to itself.
+fn causal_mask(n: usize, past: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let width = past + n;
+    let values: Vec<f32> = (0..n)
+        .flat_map(|i| (0..width).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (n, width), device)
+}
+
+/// Cosine and sine tables, `[context, head_dim / 2]`.
+fn rotary_tables(
+    head_dim: usize,
+    base: f32,
+    context: usize,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let inv_freq: Vec<f32> = (0..head_dim)
+        .step_by(2)
+        .map(|i| 1.0 / base.powf(i as f32 / head_dim as f32))
+        .collect();
+    let half = inv_freq.len();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+    let positions = Tensor::arange(0u32, context as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((context, 1))?;
+    let angles = positions.matmul(&inv_freq)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+/// Index of the largest logit (greedy decoding), first on ties.
+pub fn argmax(logits: &Tensor) -> Result<u32, InferenceError> {
+    let index = logits
+        .argmax(D::Minus1)
+        .and_then(|t| t.to_scalar::<u32>())
+        .map_err(candle_err)?;
+    Ok(index)
+}
