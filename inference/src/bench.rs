@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::local::{LocalConfig, models_dir};
 use crate::types::{
-    Backend, ChatMessage, EmbedKind, EmbedRequest, GenerateEvent, GenerateParams,
-    GenerateRequest, InferenceError,
+    Backend, ChatMessage, EmbedKind, EmbedRequest, GenerateEvent, GenerateParams, GenerateRequest,
+    InferenceError,
 };
 use crate::{BatchingConfig, LocalBackend};
 
@@ -238,7 +238,9 @@ async fn timed_generation(
             }
         }
     }
-    Err(InferenceError::Internal("stream ended without a result".into()))
+    Err(InferenceError::Internal(
+        "stream ended without a result".into(),
+    ))
 }
 
 async fn bench_generation(
@@ -303,7 +305,13 @@ pub fn peak_rss_mib() -> f64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
 }

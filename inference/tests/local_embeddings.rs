@@ -25,8 +25,7 @@ struct Reference {
 
 fn reference() -> Reference {
     let path = conformance_dir().join("embeddings/all-minilm-l6-v2-reference.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -130,7 +129,9 @@ async fn long_inputs_are_truncated_to_the_model_maximum() {
     };
     let backend = backend(&models, BatchingConfig::default());
     let long = "word ".repeat(600);
-    let ids = backend.embedding_token_ids(None, EmbedKind::Passage, &long).unwrap();
+    let ids = backend
+        .embedding_token_ids(None, EmbedKind::Passage, &long)
+        .unwrap();
     assert_eq!(ids.len(), reference().max_seq_length);
     assert_eq!(ids.last(), Some(&102), "[SEP] closes a truncated input");
     let longer = "word ".repeat(700);
@@ -163,7 +164,12 @@ async fn batched_vectors_equal_vectors_computed_alone() {
         alone.push(embed(&backend, &[t]).await.remove(0));
     }
     // Concurrent callers: the batcher joins them into padded batches.
-    let together = futures_util::future::join_all(texts.iter().map(|t| embed_owned(&backend, vec![t.to_string()]))).await;
+    let together = futures_util::future::join_all(
+        texts
+            .iter()
+            .map(|t| embed_owned(&backend, vec![t.to_string()])),
+    )
+    .await;
     let one_request = embed(&backend, &texts).await;
     for i in 0..texts.len() {
         let c = cosine(&alone[i], &together[i][0]);
@@ -173,5 +179,8 @@ async fn batched_vectors_equal_vectors_computed_alone() {
     }
     let (embed_stats, _) = backend.batch_sizes(None);
     let (_, largest) = embed_stats.unwrap();
-    assert!(largest >= texts.len() as u64, "texts never shared a batch: {largest}");
+    assert!(
+        largest >= texts.len() as u64,
+        "texts never shared a batch: {largest}"
+    );
 }

@@ -44,7 +44,12 @@ fn greedy(max_tokens: u32) -> GenerateParams {
 
 /// Logits of candle's reference implementation for `tokens`, fed as one prompt chunk
 /// and then one token at a time.
-fn reference_logits(path: &std::path::Path, arch: TinyArch, prompt: &[u32], then: &[u32]) -> Vec<Vec<f32>> {
+fn reference_logits(
+    path: &std::path::Path,
+    arch: TinyArch,
+    prompt: &[u32],
+    then: &[u32],
+) -> Vec<Vec<f32>> {
     let (content, mut file) = read_gguf(path).unwrap();
     let device = Device::Cpu;
     let mut out = Vec::new();
@@ -52,7 +57,15 @@ fn reference_logits(path: &std::path::Path, arch: TinyArch, prompt: &[u32], then
     macro_rules! run {
         ($model:expr) => {{
             let mut model = $model;
-            out.push(model.forward(&input, 0).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap());
+            out.push(
+                model
+                    .forward(&input, 0)
+                    .unwrap()
+                    .squeeze(0)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            );
             for (i, &t) in then.iter().enumerate() {
                 let x = Tensor::new(&[t], &device).unwrap().unsqueeze(0).unwrap();
                 let logits = model.forward(&x, prompt.len() + i).unwrap();
@@ -61,15 +74,22 @@ fn reference_logits(path: &std::path::Path, arch: TinyArch, prompt: &[u32], then
         }};
     }
     match arch {
-        TinyArch::Llama => run!(quantized_llama::ModelWeights::from_gguf(content, &mut file, &device).unwrap()),
-        TinyArch::Qwen2 => run!(quantized_qwen2::ModelWeights::from_gguf(content, &mut file, &device).unwrap()),
+        TinyArch::Llama => {
+            run!(quantized_llama::ModelWeights::from_gguf(content, &mut file, &device).unwrap())
+        }
+        TinyArch::Qwen2 => {
+            run!(quantized_qwen2::ModelWeights::from_gguf(content, &mut file, &device).unwrap())
+        }
     }
     out
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn check_parity_with_candle(arch: TinyArch) {
@@ -88,16 +108,28 @@ fn check_parity_with_candle(arch: TinyArch) {
     let mut got = Vec::new();
     let logits = model
         .forward(&mut [
-            SequenceChunk { cache: &mut other, tokens: &other_prompt },
-            SequenceChunk { cache: &mut cache, tokens: &prompt },
+            SequenceChunk {
+                cache: &mut other,
+                tokens: &other_prompt,
+            },
+            SequenceChunk {
+                cache: &mut cache,
+                tokens: &prompt,
+            },
         ])
         .unwrap();
     got.push(logits.get(1).unwrap().to_vec1::<f32>().unwrap());
     for &t in &then {
         let logits = model
             .forward(&mut [
-                SequenceChunk { cache: &mut cache, tokens: &[t] },
-                SequenceChunk { cache: &mut other, tokens: &[7] },
+                SequenceChunk {
+                    cache: &mut cache,
+                    tokens: &[t],
+                },
+                SequenceChunk {
+                    cache: &mut other,
+                    tokens: &[7],
+                },
             ])
             .unwrap();
         got.push(logits.get(0).unwrap().to_vec1::<f32>().unwrap());
@@ -124,17 +156,29 @@ fn gguf_metadata_tokenizer_round_trips_and_knows_the_chat_tokens() {
     let (_dir, path) = tiny_model(TinyArch::Llama);
     let (content, _) = read_gguf(&path).unwrap();
     let text = ChatText::load(&content, None).unwrap();
-    let ids = text.encode_chat(&[ChatMessage::user("hello the world, 42 ünï")]).unwrap();
+    let ids = text
+        .encode_chat(&[ChatMessage::user("hello the world, 42 ünï")])
+        .unwrap();
     let vocab = text.tokenizer.get_vocab_size(true) as u32;
     // <|im_start|> is one token, and it opens the prompt.
     assert_eq!(ids[0], vocab - 2);
-    assert_eq!(ids.iter().filter(|&&i| i == vocab - 1).count(), 1, "one <|im_end|>");
+    assert_eq!(
+        ids.iter().filter(|&&i| i == vocab - 1).count(),
+        1,
+        "one <|im_end|>"
+    );
     // The merges were used: "he" and "ll" are single tokens.
     assert!(ids.contains(&text.tokenizer.token_to_id("he").unwrap()));
     assert!(ids.contains(&text.tokenizer.token_to_id("ll").unwrap()));
     let end = ids.iter().position(|&i| i == vocab - 1).unwrap();
-    assert_eq!(text.decode(&ids[1..end]).unwrap(), "user\nhello the world, 42 ünï");
-    assert!(text.stop_ids.contains(&(vocab - 1)), "<|im_end|> ends a turn");
+    assert_eq!(
+        text.decode(&ids[1..end]).unwrap(),
+        "user\nhello the world, 42 ünï"
+    );
+    assert!(
+        text.stop_ids.contains(&(vocab - 1)),
+        "<|im_end|> ends a turn"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +198,9 @@ async fn greedy_generations_are_the_same_batched_and_alone() {
             alone.push(backend.generate(request(p, greedy(24))).await.unwrap());
         }
         let together = futures_util::future::join_all(
-            prompts.iter().map(|p| backend.generate(request(p, greedy(24)))),
+            prompts
+                .iter()
+                .map(|p| backend.generate(request(p, greedy(24)))),
         )
         .await;
         for (a, t) in alone.iter().zip(together) {
@@ -164,7 +210,10 @@ async fn greedy_generations_are_the_same_batched_and_alone() {
         }
         let (_, chat) = backend.batch_sizes(None);
         let (_, largest) = chat.unwrap();
-        assert!(largest >= 2, "{arch:?}: sequences never shared a step ({largest})");
+        assert!(
+            largest >= 2,
+            "{arch:?}: sequences never shared a step ({largest})"
+        );
         // Random weights still make different prompts diverge.
         assert!(alone.iter().any(|g| g.text != alone[0].text));
     }
@@ -181,14 +230,29 @@ async fn same_seed_same_text_and_other_seeds_differ() {
         seed: Some(seed),
         stop: Vec::new(),
     };
-    let a = backend.generate(request("hello", sampled(7))).await.unwrap();
-    let b = backend.generate(request("hello", sampled(7))).await.unwrap();
+    let a = backend
+        .generate(request("hello", sampled(7)))
+        .await
+        .unwrap();
+    let b = backend
+        .generate(request("hello", sampled(7)))
+        .await
+        .unwrap();
     assert_eq!(a.text, b.text);
     let mut others = Vec::new();
     for seed in 8..12 {
-        others.push(backend.generate(request("hello", sampled(seed))).await.unwrap().text);
+        others.push(
+            backend
+                .generate(request("hello", sampled(seed)))
+                .await
+                .unwrap()
+                .text,
+        );
     }
-    assert!(others.iter().any(|t| *t != a.text), "every seed gave the same text");
+    assert!(
+        others.iter().any(|t| *t != a.text),
+        "every seed gave the same text"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +285,10 @@ async fn max_tokens_and_stop_strings_are_honoured() {
     };
     let mut params = greedy(40);
     params.stop = vec![stop.clone(), "never appears 🙂".into()];
-    let mut stream = backend.generate_stream(request(prompt, params)).await.unwrap();
+    let mut stream = backend
+        .generate_stream(request(prompt, params))
+        .await
+        .unwrap();
     let mut streamed = String::new();
     let mut done = None;
     while let Some(event) = stream.next().await {
@@ -274,7 +341,10 @@ async fn a_full_queue_answers_overloaded() {
     let mut streams = Vec::new();
     let mut overloaded = 0;
     for _ in 0..6 {
-        match backend.generate_stream(request(&long_prompt, greedy(400))).await {
+        match backend
+            .generate_stream(request(&long_prompt, greedy(400)))
+            .await
+        {
             Ok(stream) => streams.push(stream),
             Err(InferenceError::Overloaded) => overloaded += 1,
             Err(other) => panic!("unexpected {other:?}"),
@@ -289,14 +359,30 @@ async fn a_full_queue_answers_overloaded() {
 async fn bad_requests_are_refused_before_queueing() {
     let (_dir, path) = tiny_model(TinyArch::Qwen2);
     let backend = chat_backend(&path, batching(4, 4));
-    let empty = GenerateRequest { messages: vec![], params: greedy(4), model: None };
-    assert!(matches!(backend.generate(empty).await, Err(InferenceError::InvalidRequest(_))));
+    let empty = GenerateRequest {
+        messages: vec![],
+        params: greedy(4),
+        model: None,
+    };
+    assert!(matches!(
+        backend.generate(empty).await,
+        Err(InferenceError::InvalidRequest(_))
+    ));
     let mut unknown = request("hi", greedy(4));
     unknown.model = Some("gpt-9".into());
-    assert!(matches!(backend.generate(unknown).await, Err(InferenceError::InvalidRequest(_))));
+    assert!(matches!(
+        backend.generate(unknown).await,
+        Err(InferenceError::InvalidRequest(_))
+    ));
     let too_long = request(&"hello ".repeat(400), greedy(4));
-    assert!(matches!(backend.generate(too_long).await, Err(InferenceError::InvalidRequest(_))));
-    assert!(matches!(backend.generate(request("hi", greedy(0))).await, Err(InferenceError::InvalidRequest(_))));
+    assert!(matches!(
+        backend.generate(too_long).await,
+        Err(InferenceError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        backend.generate(request("hi", greedy(0))).await,
+        Err(InferenceError::InvalidRequest(_))
+    ));
     let models = backend.models();
     assert_eq!(models.len(), 1);
     assert_eq!(models[0].id, "tiny");

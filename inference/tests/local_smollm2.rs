@@ -41,7 +41,8 @@ fn ask(question: &str, max_tokens: u32) -> GenerateRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smollm2_answers_batches_and_streams_whole_characters() {
-    let Some(models) = fetched_models("smollm2_answers_batches_and_streams_whole_characters") else {
+    let Some(models) = fetched_models("smollm2_answers_batches_and_streams_whole_characters")
+    else {
         return;
     };
     let backend = backend(&models);
@@ -54,7 +55,11 @@ async fn smollm2_answers_batches_and_streams_whole_characters() {
     assert_eq!(ids.iter().filter(|&&i| i == 2).count(), 1);
     // <|im_start|> user \n | 2 0 2 4 | <|im_end|> \n <|im_start|> ass istant \n
     assert_eq!(ids.len(), 13, "{ids:?}");
-    assert_eq!(&ids[3..7], &[34, 32, 34, 36], "one token per digit: {ids:?}");
+    assert_eq!(
+        &ids[3..7],
+        &[34, 32, 34, 36],
+        "one token per digit: {ids:?}"
+    );
     assert_eq!(&ids[9..], &[1, 520, 9531, 198], "{ids:?}");
 
     let answer = backend
@@ -73,7 +78,8 @@ async fn smollm2_answers_batches_and_streams_whole_characters() {
         alone.push(backend.generate(ask(q, 10)).await.unwrap().text);
     }
     let together =
-        futures_util::future::join_all(questions.iter().map(|q| backend.generate(ask(q, 10)))).await;
+        futures_util::future::join_all(questions.iter().map(|q| backend.generate(ask(q, 10))))
+            .await;
     for (a, t) in alone.iter().zip(together) {
         assert_eq!(a, &t.unwrap().text);
     }

@@ -41,7 +41,10 @@ impl Collector {
         if state.left == 0
             && let Some(reply) = state.reply.take()
         {
-            let vectors = std::mem::take(&mut state.vectors).into_iter().flatten().collect();
+            let vectors = std::mem::take(&mut state.vectors)
+                .into_iter()
+                .flatten()
+                .collect();
             // The caller may have gone meanwhile; nothing to do then.
             let _ = reply.send(Ok(vectors));
         }

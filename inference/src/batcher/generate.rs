@@ -13,9 +13,9 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{BatchCost, BatcherStats, BatchingConfig, RequestQueue};
+use crate::local::candle_err;
 use crate::local::chat::{ChatText, IncrementalDecoder, Scanned, StopScanner};
 use crate::local::llm::{SequenceCache, SequenceChunk, Transformer};
-use crate::local::candle_err;
 use crate::types::{
     FinishReason, GenerateEvent, GenerateParams, Generation, InferenceError, Usage,
 };

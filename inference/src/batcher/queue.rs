@@ -125,11 +125,13 @@ impl<T> RequestQueue<T> {
             return Err(InferenceError::Overloaded);
         }
         let now = Instant::now();
-        state.entries.extend(items.into_iter().map(|(item, cost)| Entry {
-            item,
-            cost,
-            arrived: now,
-        }));
+        state
+            .entries
+            .extend(items.into_iter().map(|(item, cost)| Entry {
+                item,
+                cost,
+                arrived: now,
+            }));
         drop(state);
         self.ready.notify_one();
         Ok(())
@@ -213,37 +215,64 @@ mod tests {
 
     #[test]
     fn admission_stops_at_the_batch_size() {
-        assert_eq!(admissible([1, 1, 1, 1], 0, 0, BatchCost::Sum, &config(100, 3)), 3);
-        assert_eq!(admissible([1, 1, 1, 1], 2, 2, BatchCost::Sum, &config(100, 3)), 1);
+        assert_eq!(
+            admissible([1, 1, 1, 1], 0, 0, BatchCost::Sum, &config(100, 3)),
+            3
+        );
+        assert_eq!(
+            admissible([1, 1, 1, 1], 2, 2, BatchCost::Sum, &config(100, 3)),
+            1
+        );
         assert_eq!(admissible([1], 3, 3, BatchCost::Sum, &config(100, 3)), 0);
     }
 
     #[test]
     fn admission_respects_the_token_budget() {
-        assert_eq!(admissible([40, 40, 40], 0, 0, BatchCost::Sum, &config(100, 10)), 2);
-        assert_eq!(admissible([40, 40], 1, 70, BatchCost::Sum, &config(100, 10)), 0);
+        assert_eq!(
+            admissible([40, 40, 40], 0, 0, BatchCost::Sum, &config(100, 10)),
+            2
+        );
+        assert_eq!(
+            admissible([40, 40], 1, 70, BatchCost::Sum, &config(100, 10)),
+            0
+        );
     }
 
     #[test]
     fn padded_cost_counts_the_longest_row_for_every_row() {
         // 3 rows padded to 50 = 150 > 120, so only two fit.
-        assert_eq!(admissible([10, 50, 10], 0, 0, BatchCost::Padded, &config(120, 10)), 2);
-        assert_eq!(admissible([10, 10, 10], 0, 0, BatchCost::Padded, &config(120, 10)), 3);
+        assert_eq!(
+            admissible([10, 50, 10], 0, 0, BatchCost::Padded, &config(120, 10)),
+            2
+        );
+        assert_eq!(
+            admissible([10, 10, 10], 0, 0, BatchCost::Padded, &config(120, 10)),
+            3
+        );
     }
 
     #[test]
     fn a_lone_oversized_item_is_still_admitted() {
-        assert_eq!(admissible([500, 1], 0, 0, BatchCost::Sum, &config(100, 10)), 1);
+        assert_eq!(
+            admissible([500, 1], 0, 0, BatchCost::Sum, &config(100, 10)),
+            1
+        );
     }
 
     #[test]
     fn full_queue_answers_overloaded_and_keeps_what_it_had() {
         let queue = RequestQueue::new(3);
         assert_eq!(queue.push_all(vec![(1, 1), (2, 1)]), Ok(()));
-        assert_eq!(queue.push_all(vec![(3, 1), (4, 1)]), Err(InferenceError::Overloaded));
+        assert_eq!(
+            queue.push_all(vec![(3, 1), (4, 1)]),
+            Err(InferenceError::Overloaded)
+        );
         assert_eq!(queue.len(), 2);
         assert_eq!(queue.push_all(vec![(3, 1)]), Ok(()));
-        assert_eq!(queue.take_now(0, 0, BatchCost::Sum, &config(100, 2)), vec![1, 2]);
+        assert_eq!(
+            queue.take_now(0, 0, BatchCost::Sum, &config(100, 2)),
+            vec![1, 2]
+        );
         assert_eq!(queue.len(), 1);
     }
 
@@ -275,6 +304,9 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         queue.close();
         assert_eq!(waiter.join().unwrap(), None);
-        assert!(matches!(queue.push_all(vec![(1, 1)]), Err(InferenceError::Internal(_))));
+        assert!(matches!(
+            queue.push_all(vec![(1, 1)]),
+            Err(InferenceError::Internal(_))
+        ));
     }
 }

@@ -253,7 +253,11 @@ impl StopScanner {
     /// Adds new text.
     pub fn push(&mut self, text: &str) -> Scanned {
         self.held.push_str(text);
-        let first_stop = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min();
+        let first_stop = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min();
         if let Some(at) = first_stop {
             let before = self.held[..at].to_owned();
             self.held.clear();
@@ -311,7 +315,10 @@ mod tests {
     fn llama3_template_is_detected_and_rendered() {
         let template = ChatTemplate::detect(Some("{{ '<|start_header_id|>' + role }}"));
         assert_eq!(template, ChatTemplate::Llama3);
-        assert_eq!(ChatTemplate::detect(Some("<|im_start|>")), ChatTemplate::ChatMl);
+        assert_eq!(
+            ChatTemplate::detect(Some("<|im_start|>")),
+            ChatTemplate::ChatMl
+        );
         assert_eq!(
             template.render(&[ChatMessage::user(" Hi ")], None),
             "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"

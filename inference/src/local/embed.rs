@@ -24,7 +24,6 @@ pub enum EmbedPrefix {
     E5,
 }
 
-
 impl EmbedPrefix {
     /// The text the model sees for `text` used as `kind`.
     pub fn apply(self, kind: EmbedKind, text: &str) -> String {
@@ -250,7 +249,9 @@ impl EmbeddingModel {
             mask.extend(std::iter::repeat_n(1u32, text.ids.len()));
             mask.extend(std::iter::repeat_n(0u32, pad));
         }
-        let vectors = self.run(batch, width, ids, type_ids, mask).map_err(candle_err)?;
+        let vectors = self
+            .run(batch, width, ids, type_ids, mask)
+            .map_err(candle_err)?;
         Ok(vectors)
     }
 
@@ -281,7 +282,11 @@ impl EmbeddingModel {
             }
         };
         let pooled = if self.pooling.normalize {
-            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f64, f64::MAX)?;
+            let norms = pooled
+                .sqr()?
+                .sum_keepdim(1)?
+                .sqrt()?
+                .clamp(1e-12f64, f64::MAX)?;
             pooled.broadcast_div(&norms)?
         } else {
             pooled

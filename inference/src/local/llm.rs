@@ -300,9 +300,9 @@ impl Transformer {
             let attn = self.attention(layer, layer_index, &h, &cos, &sin, chunks)?;
             x = (x + attn)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.shape.rms_eps as f32)?;
-            let mlp = layer
-                .down
-                .forward(&(candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?)?;
+            let mlp = layer.down.forward(
+                &(candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?,
+            )?;
             x = (x + mlp)?;
         }
         for chunk in chunks.iter_mut() {
@@ -327,14 +327,17 @@ impl Transformer {
     ) -> candle_core::Result<Tensor> {
         let s = &self.shape;
         let total = h.dim(0)?;
-        let project = |w: &QMatMul, b: &Option<Tensor>, heads: usize| -> candle_core::Result<Tensor> {
-            let y = w.forward(h)?;
-            let y = match b {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
+        let project =
+            |w: &QMatMul, b: &Option<Tensor>, heads: usize| -> candle_core::Result<Tensor> {
+                let y = w.forward(h)?;
+                let y = match b {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                };
+                y.reshape((1, total, heads, s.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()
             };
-            y.reshape((1, total, heads, s.head_dim))?.transpose(1, 2)?.contiguous()
-        };
         let q = self.rotate(&project(&layer.wq, &layer.bq, s.n_head)?, cos, sin)?;
         let k = self.rotate(&project(&layer.wk, &layer.bk, s.n_kv_head)?, cos, sin)?;
         let v = project(&layer.wv, &layer.bv, s.n_kv_head)?;

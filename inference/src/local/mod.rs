@@ -33,7 +33,9 @@ pub fn models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WXPILOT_MODELS_DIR") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     home.join(".cache/wxpilot/models")
 }
 
@@ -240,7 +242,12 @@ impl LocalBackend {
         kind: crate::types::EmbedKind,
         text: &str,
     ) -> Result<Vec<u32>, InferenceError> {
-        Ok(self.embedder(model)?.batcher.model().encode(kind, text)?.ids)
+        Ok(self
+            .embedder(model)?
+            .batcher
+            .model()
+            .encode(kind, text)?
+            .ids)
     }
 
     async fn embed_inner(&self, request: EmbedRequest) -> Result<Embeddings, InferenceError> {

@@ -54,17 +54,24 @@ pub fn tiny_vocab() -> (Vec<String>, Vec<String>, Vec<i32>) {
         tokens.push(special.into());
         types.push(3);
     }
-    let merges = merges.into_iter().map(|(a, b)| format!("{a} {b}")).collect();
+    let merges = merges
+        .into_iter()
+        .map(|(a, b)| format!("{a} {b}"))
+        .collect();
     (tokens, merges, types)
 }
 
 /// Deterministic pseudo-random weights (an LCG), uniform in [-scale, scale].
 fn weights(seed: u64, shape: &[usize], scale: f32) -> Tensor {
     let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let values: Vec<f32> = (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let unit = ((state >> 40) as f32) / ((1u64 << 24) as f32);
             (unit * 2.0 - 1.0) * scale
         })
@@ -92,29 +99,65 @@ pub fn write_tiny_gguf(path: &Path, arch: TinyArch) {
         seed += 1;
         weights(seed, shape, scale)
     };
-    tensors.push(("token_embd.weight".into(), q(next(&[vocab, HIDDEN], 1.0), GgmlDType::Q8_0)));
-    tensors.push(("output_norm.weight".into(), q((next(&[HIDDEN], 0.1) + 1.0).unwrap(), GgmlDType::F32)));
+    tensors.push((
+        "token_embd.weight".into(),
+        q(next(&[vocab, HIDDEN], 1.0), GgmlDType::Q8_0),
+    ));
+    tensors.push((
+        "output_norm.weight".into(),
+        q((next(&[HIDDEN], 0.1) + 1.0).unwrap(), GgmlDType::F32),
+    ));
     if arch == TinyArch::Llama {
         // qwen2 ties the output to the embedding table: tests the other path.
-        tensors.push(("output.weight".into(), q(next(&[vocab, HIDDEN], 0.5), GgmlDType::Q4_0)));
+        tensors.push((
+            "output.weight".into(),
+            q(next(&[vocab, HIDDEN], 0.5), GgmlDType::Q4_0),
+        ));
     }
     let w = 1.0 / (HIDDEN as f32).sqrt() * 1.7;
     for i in 0..LAYERS {
         let p = |s: &str| format!("blk.{i}.{s}");
-        tensors.push((p("attn_norm.weight"), q((next(&[HIDDEN], 0.1) + 1.0).unwrap(), GgmlDType::F32)));
-        tensors.push((p("attn_q.weight"), q(next(&[HIDDEN, HIDDEN], w), GgmlDType::Q8_0)));
-        tensors.push((p("attn_k.weight"), q(next(&[kv, HIDDEN], w), GgmlDType::Q8_0)));
-        tensors.push((p("attn_v.weight"), q(next(&[kv, HIDDEN], w), GgmlDType::Q8_0)));
+        tensors.push((
+            p("attn_norm.weight"),
+            q((next(&[HIDDEN], 0.1) + 1.0).unwrap(), GgmlDType::F32),
+        ));
+        tensors.push((
+            p("attn_q.weight"),
+            q(next(&[HIDDEN, HIDDEN], w), GgmlDType::Q8_0),
+        ));
+        tensors.push((
+            p("attn_k.weight"),
+            q(next(&[kv, HIDDEN], w), GgmlDType::Q8_0),
+        ));
+        tensors.push((
+            p("attn_v.weight"),
+            q(next(&[kv, HIDDEN], w), GgmlDType::Q8_0),
+        ));
         if arch == TinyArch::Qwen2 {
             tensors.push((p("attn_q.bias"), q(next(&[HIDDEN], 0.2), GgmlDType::F32)));
             tensors.push((p("attn_k.bias"), q(next(&[kv], 0.2), GgmlDType::F32)));
             tensors.push((p("attn_v.bias"), q(next(&[kv], 0.2), GgmlDType::F32)));
         }
-        tensors.push((p("attn_output.weight"), q(next(&[HIDDEN, HIDDEN], w), GgmlDType::Q4_1)));
-        tensors.push((p("ffn_norm.weight"), q((next(&[HIDDEN], 0.1) + 1.0).unwrap(), GgmlDType::F32)));
-        tensors.push((p("ffn_gate.weight"), q(next(&[FFN, HIDDEN], w), GgmlDType::Q8_0)));
-        tensors.push((p("ffn_up.weight"), q(next(&[FFN, HIDDEN], w), GgmlDType::Q4_0)));
-        tensors.push((p("ffn_down.weight"), q(next(&[HIDDEN, FFN], w), GgmlDType::Q8_0)));
+        tensors.push((
+            p("attn_output.weight"),
+            q(next(&[HIDDEN, HIDDEN], w), GgmlDType::Q4_1),
+        ));
+        tensors.push((
+            p("ffn_norm.weight"),
+            q((next(&[HIDDEN], 0.1) + 1.0).unwrap(), GgmlDType::F32),
+        ));
+        tensors.push((
+            p("ffn_gate.weight"),
+            q(next(&[FFN, HIDDEN], w), GgmlDType::Q8_0),
+        ));
+        tensors.push((
+            p("ffn_up.weight"),
+            q(next(&[FFN, HIDDEN], w), GgmlDType::Q4_0),
+        ));
+        tensors.push((
+            p("ffn_down.weight"),
+            q(next(&[HIDDEN, FFN], w), GgmlDType::Q8_0),
+        ));
     }
     let key = |k: &str| format!("{name}.{k}");
     let eos = (vocab - 1) as u32; // <|im_end|>
