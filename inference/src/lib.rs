@@ -10,6 +10,18 @@ pub mod bench;
 pub mod local;
 pub mod types;
 
+pub mod config;
+pub mod remote;
+pub mod router;
+pub mod server;
+pub mod testing;
+
+pub use config::{BackendsConfig, build_router};
+pub use remote::{RemoteBackend, RemoteConfig, RetryPolicy};
+pub use router::{RoutedBackend, Router, RoutingConfig, RoutingPolicy};
+pub use server::metrics::{InferenceMetrics, MeteredBackend};
+pub use server::{InferenceServer, ServerConfig};
+
 pub use types::{
     Backend, BoxFuture, ChatMessage, EmbedKind, EmbedRequest, Embeddings, FinishReason,
     GenerateEvent, GenerateParams, GenerateRequest, Generation, InferenceError, ModelInfo,
