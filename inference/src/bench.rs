@@ -190,8 +190,8 @@ async fn bench_embeddings(
     .await;
     let concurrent = start.elapsed();
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    let (stats, _) = backend.batch_sizes(None);
-    let (mean_batch, largest_batch) = stats.unwrap_or((0.0, 0));
+    let sizes = backend.batch_sizes(None).embedding;
+    let (mean_batch, largest_batch) = sizes.map(|s| (s.mean, s.largest)).unwrap_or((0.0, 0));
     let sequential_per_s = per_second(n, sequential);
     let concurrent_per_s = per_second(n, concurrent);
     Ok(EmbedFigures {
@@ -274,7 +274,7 @@ async fn bench_generation(
         tokens += u64::from(t);
         ttft += first;
     }
-    let (_, stats) = backend.batch_sizes(None);
+    let stats = backend.batch_sizes(None).chat;
     let sequential_tokens_per_s = per_second(sequential_tokens as usize, sequential);
     let concurrent_tokens_per_s = per_second(tokens as usize, concurrent);
     Ok(GenerateFigures {
@@ -285,7 +285,7 @@ async fn bench_generation(
         speedup: ratio(concurrent_tokens_per_s, sequential_tokens_per_s),
         sequential_ttft_ms: sequential_ttft.as_secs_f64() * 1000.0 / n as f64,
         concurrent_ttft_ms: ttft.as_secs_f64() * 1000.0 / n as f64,
-        largest_batch: stats.map(|s| s.1).unwrap_or(0),
+        largest_batch: stats.map(|s| s.largest).unwrap_or(0),
     })
 }
 

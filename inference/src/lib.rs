@@ -22,10 +22,10 @@ pub use router::{RoutedBackend, Router, RoutingConfig, RoutingPolicy};
 pub use server::metrics::{InferenceMetrics, MeteredBackend};
 pub use server::{InferenceServer, ServerConfig};
 
+pub use batcher::BatchingConfig;
+pub use local::{ChatModelConfig, DeviceChoice, EmbeddingModelConfig, LocalBackend, LocalConfig};
 pub use types::{
     Backend, BoxFuture, ChatMessage, EmbedKind, EmbedRequest, Embeddings, FinishReason,
     GenerateEvent, GenerateParams, GenerateRequest, Generation, InferenceError, ModelInfo,
     ModelKind, Role, TokenStream, Usage,
 };
-pub use batcher::BatchingConfig;
-pub use local::{ChatModelConfig, DeviceChoice, EmbeddingModelConfig, LocalBackend, LocalConfig};

@@ -3,6 +3,9 @@
 //! Kept to a few short generations: CI runs it in the debug profile. Skipped (with a
 //! message) when the models are not fetched and `WXPILOT_REQUIRE_MODELS` is unset.
 
+// Test helpers outside #[test] fns are not covered by clippy.toml's allow-unwrap-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod local_support;
 
 use futures_util::StreamExt;

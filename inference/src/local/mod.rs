@@ -137,6 +137,29 @@ impl LocalConfig {
     }
 }
 
+/// Rows per forward pass of one batcher.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchSize {
+    pub mean: f64,
+    pub largest: u64,
+}
+
+impl BatchSize {
+    fn of(stats: &crate::batcher::BatcherStats) -> Self {
+        Self {
+            mean: stats.mean_rows(),
+            largest: stats.max_rows.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// Batch sizes of a backend's batchers (`None` where the model is not configured).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchSizes {
+    pub embedding: Option<BatchSize>,
+    pub chat: Option<BatchSize>,
+}
+
 struct LocalEmbedder {
     id: String,
     batcher: EmbedBatcher,
@@ -212,19 +235,16 @@ impl LocalBackend {
         }
     }
 
-    /// Mean and largest rows per forward pass of the embedding batcher of `model`
-    /// (default model when `None`), and of the chat batcher; for benchmarks.
-    pub fn batch_sizes(&self, model: Option<&str>) -> (Option<(f64, u64)>, Option<(f64, u64)>) {
-        let read = |s: &crate::batcher::BatcherStats| {
-            (
-                s.mean_rows(),
-                s.max_rows.load(std::sync::atomic::Ordering::Relaxed),
-            )
-        };
-        (
-            self.embedder(model).ok().map(|e| read(e.batcher.stats())),
-            self.chat.as_ref().map(|c| read(c.batcher.stats())),
-        )
+    /// Rows per forward pass so far of the embedding batcher of `model` (the default one
+    /// when `None`) and of the chat batcher; for benchmarks and tests.
+    pub fn batch_sizes(&self, model: Option<&str>) -> BatchSizes {
+        BatchSizes {
+            embedding: self
+                .embedder(model)
+                .ok()
+                .map(|e| BatchSize::of(e.batcher.stats())),
+            chat: self.chat.as_ref().map(|c| BatchSize::of(c.batcher.stats())),
+        }
     }
 
     /// Tokens the chat model's tokenizer makes of a chat prompt (for tests and budgets).

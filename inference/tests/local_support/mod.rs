@@ -1,6 +1,6 @@
 //! Shared helpers of the local-backend tests: tiny random-weight GGUF models with a
 //! byte-level BPE tokenizer in their metadata, and the fetched-model paths.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
