@@ -39,9 +39,11 @@ fn main() {
     let tenant: Vec<_> = (0..200)
         .map(|i| tenant_term(&format!("客户敏感词{i}"), None))
         .collect();
-    time("scanner build (built-in list + 200 tenant words)", 200, || {
-        ComplianceScanner::new(&tenant)
-    });
+    time(
+        "scanner build (built-in list + 200 tenant words)",
+        200,
+        || ComplianceScanner::new(&tenant),
+    );
     let Ok(scanner) = ComplianceScanner::new(&tenant) else {
         eprintln!("the term list does not build");
         return;
@@ -71,7 +73,9 @@ fn main() {
         "Sure!\n```json\n{{\"title\": \"秋季新豆上市\", \"digest\": \"产地直送\", \"body\": \"{}\",}}\n```",
         "第一段内容，欢迎品尝。\\n\\n".repeat(100)
     );
-    time("parse a fenced JSON answer (1,100 characters of body)", 500, || {
-        parse_output(ContentKind::Article, &answer, ParseOptions::default()).is_ok()
-    });
+    time(
+        "parse a fenced JSON answer (1,100 characters of body)",
+        500,
+        || parse_output(ContentKind::Article, &answer, ParseOptions::default()).is_ok(),
+    );
 }

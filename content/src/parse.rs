@@ -285,7 +285,11 @@ pub fn parse_output(
         match serde_json::from_str::<Value>(&candidate) {
             Ok(value) => {
                 let fields = json_variants(kind, value);
-                return build(kind, fields, AnswerFormat::Json, repairs, options);
+                match build(kind, fields, AnswerFormat::Json, repairs, options) {
+                    Ok(parsed) => return Ok(parsed),
+                    // A "{}" inside prose or labelled lines is not the answer: read on.
+                    Err(error) => json_error = Some(error),
+                }
             }
             Err(error) => {
                 json_error = Some(OutputError::InvalidJson {
@@ -295,17 +299,25 @@ pub fn parse_output(
         }
     }
     let line_variants = parse_lines(kind, raw);
-    if !line_variants.is_empty() {
-        return build(
+    let lines_error = if line_variants.is_empty() {
+        None
+    } else {
+        match build(
             kind,
             line_variants,
             AnswerFormat::Lines,
             Vec::new(),
             options,
-        );
-    }
+        ) {
+            Ok(parsed) => return Ok(parsed),
+            Err(error) => Some(error),
+        }
+    };
+    // An answer that starts as JSON meant to be JSON: reading it as prose would hide that.
+    let meant_json = fenced_json(raw).is_some() || raw.trim_start().starts_with(['{', '[']);
     if options.plain_text_fallback
-        && json_error.is_none()
+        && lines_error.is_none()
+        && !meant_json
         && let Some(fields) = plain_text_fields(kind, raw)
     {
         return build(
@@ -316,11 +328,11 @@ pub fn parse_output(
             options,
         );
     }
-    Err(
-        json_error.unwrap_or_else(|| OutputError::NoStructuredContent {
+    Err(lines_error
+        .or(json_error)
+        .unwrap_or_else(|| OutputError::NoStructuredContent {
             preview: limits::truncate_chars(raw.trim(), 80).to_owned(),
-        }),
-    )
+        }))
 }
 
 /// A field value as read: text, or present with a type that is not text.

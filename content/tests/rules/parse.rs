@@ -469,3 +469,29 @@ fn plain_text_fallback_only_when_asked() {
         }]
     );
 }
+
+#[test]
+fn braces_inside_prose_or_lines_do_not_hijack_the_answer() {
+    let a = article("TITLE: 代码小课堂\nBODY:\n空对象写作 {} ，数组写作 []。");
+    assert_eq!(a.title, "代码小课堂");
+    assert_eq!(a.body_html, "<p>空对象写作 {} ，数组写作 []。</p>");
+    let options = ParseOptions {
+        plain_text_fallback: true,
+        ..ParseOptions::default()
+    };
+    let parsed = parse_output(
+        ContentKind::Article,
+        "Coffee notes\nWe write {} for nothing.",
+        options,
+    )
+    .expect("falls back");
+    assert_eq!(parsed.format, AnswerFormat::PlainText);
+    // An answer that is JSON keeps its JSON error even with the fallback on.
+    assert_eq!(
+        parse_output(ContentKind::Article, "{\"error\": \"no\"}\nsorry", options),
+        Err(OutputError::MissingField {
+            variant: 0,
+            field: ContentField::Title
+        })
+    );
+}
