@@ -98,7 +98,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn check_parity_with_candle(arch: TinyArch) {
     let (_dir, path) = tiny_model(arch);
     let (content, mut file) = read_gguf(&path).unwrap();
-    let text = ChatText::load(&content, None).unwrap();
+    let text = ChatText::load(&content, None, None).unwrap();
     let model = Transformer::from_gguf(&content, &mut file, &Device::Cpu).unwrap();
     let prompt = text.encode_chat(&[ChatMessage::user("the house")]).unwrap();
     let then = [40u32, 41, 260];
@@ -158,7 +158,7 @@ fn qwen2_forward_matches_candle_quantized_qwen2() {
 fn gguf_metadata_tokenizer_round_trips_and_knows_the_chat_tokens() {
     let (_dir, path) = tiny_model(TinyArch::Llama);
     let (content, _) = read_gguf(&path).unwrap();
-    let text = ChatText::load(&content, None).unwrap();
+    let text = ChatText::load(&content, None, None).unwrap();
     let ids = text
         .encode_chat(&[ChatMessage::user("hello the world, 42 ünï")])
         .unwrap();
@@ -418,4 +418,40 @@ fn a_missing_model_file_names_the_path_and_the_fetch_script() {
     };
     assert!(error.to_string().contains("/nonexistent/model.gguf"));
     assert!(error.to_string().contains("scripts/fetch-models.sh"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokenizer_json_beside_the_file_is_used_when_the_metadata_has_none_candle_builds() {
+    let (dir, path) = tiny_model(TinyArch::Llama);
+    let (content, _) = read_gguf(&path).unwrap();
+    let reference = ChatText::load(&content, None, None).unwrap();
+    let prompt = [ChatMessage::user("hello there")];
+    let expected = reference.encode_chat(&prompt).unwrap();
+
+    let other = dir.path().join("sentencepiece-declared.gguf");
+    local_support::write_tiny_gguf_with(&other, TinyArch::Llama, "llama");
+    let (content, _) = read_gguf(&other).unwrap();
+    assert!(
+        ChatText::load(&content, None, None).is_err(),
+        "no tokenizer to build"
+    );
+    reference
+        .tokenizer
+        .save(dir.path().join("tokenizer.json"), false)
+        .unwrap();
+    let beside = ChatText::load(&content, None, Some(dir.path())).unwrap();
+    assert_eq!(beside.encode_chat(&prompt).unwrap(), expected);
+    let backend = chat_backend(&other, batching(2, 4));
+    let g = backend
+        .generate(request("hello there", greedy(5)))
+        .await
+        .unwrap();
+    assert!(g.usage.completion_tokens >= 1);
+    assert_eq!(g.usage.prompt_tokens as usize, expected.len());
+
+    let missing = dir.path().join("absent/tokenizer.json");
+    match ChatText::load(&content, Some(&missing), None) {
+        Err(InferenceError::ModelMissing { what, .. }) => assert!(what.contains("absent")),
+        other => panic!("unexpected {:?}", other.err()),
+    }
 }

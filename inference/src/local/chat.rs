@@ -89,20 +89,30 @@ pub struct ChatText {
 
 impl ChatText {
     /// Builds the tokenizer from `tokenizer_json` when given, else from the GGUF metadata
-    /// (`tokenizer.ggml.*`, gpt2-style BPE).
+    /// (`tokenizer.ggml.*`, gpt2-style BPE), else from a `tokenizer.json` in `beside`
+    /// (the GGUF file's folder) when the metadata has no tokenizer candle can build.
     pub fn load(
         content: &gguf_file::Content,
         tokenizer_json: Option<&Path>,
+        beside: Option<&Path>,
     ) -> Result<Self, InferenceError> {
+        let from_file = |path: &Path| {
+            Tokenizer::from_file(path)
+                .map_err(|e| InferenceError::Internal(format!("{}: {e}", path.display())))
+        };
         let tokenizer = match tokenizer_json {
-            Some(path) => {
-                if !path.is_file() {
-                    return Err(missing_file(path));
+            Some(path) if !path.is_file() => return Err(missing_file(path)),
+            Some(path) => from_file(path)?,
+            None => match tokenizer_from_gguf(content) {
+                Ok(tokenizer) => tokenizer,
+                Err(error) => {
+                    let json = beside.map(|dir| dir.join("tokenizer.json"));
+                    match json {
+                        Some(path) if path.is_file() => from_file(&path)?,
+                        _ => return Err(error),
+                    }
                 }
-                Tokenizer::from_file(path)
-                    .map_err(|e| InferenceError::Internal(format!("{}: {e}", path.display())))?
-            }
-            None => tokenizer_from_gguf(content)?,
+            },
         };
         let template = ChatTemplate::detect(
             content

@@ -322,3 +322,63 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
         dot / (na * nb)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e5_prefixes_by_kind_and_others_pass_text_through() {
+        assert_eq!(
+            EmbedPrefix::E5.apply(EmbedKind::Query, "运费"),
+            "query: 运费"
+        );
+        assert_eq!(EmbedPrefix::E5.apply(EmbedKind::Passage, "x"), "passage: x");
+        assert_eq!(EmbedPrefix::None.apply(EmbedKind::Query, "x"), "x");
+    }
+
+    #[test]
+    fn pooling_follows_the_sentence_transformers_modules() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_pooling_config(dir.path()), PoolingConfig::default());
+        std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+        std::fs::write(
+            dir.path().join("modules.json"),
+            r#"[{"type":"sentence_transformers.models.Transformer","path":""},
+                {"type":"sentence_transformers.models.Pooling","path":"1_Pooling"}]"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("1_Pooling/config.json"),
+            r#"{"pooling_mode_cls_token":true,"pooling_mode_mean_tokens":false}"#,
+        )
+        .unwrap();
+        let config = read_pooling_config(dir.path());
+        assert_eq!(config.pooling, Pooling::Cls);
+        assert!(!config.normalize, "no Normalize module");
+    }
+
+    #[test]
+    fn max_length_prefers_sentence_transformers_and_respects_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(max_sequence_length(dir.path(), Some(512), "bert"), 512);
+        assert_eq!(
+            max_sequence_length(dir.path(), Some(514), "xlm-roberta"),
+            512
+        );
+        std::fs::write(
+            dir.path().join("sentence_bert_config.json"),
+            r#"{"max_seq_length":256}"#,
+        )
+        .unwrap();
+        assert_eq!(max_sequence_length(dir.path(), Some(512), "bert"), 256);
+        assert_eq!(max_sequence_length(dir.path(), Some(128), "bert"), 128);
+    }
+
+    #[test]
+    fn cosine_of_parallel_orthogonal_and_zero_vectors() {
+        assert!((cosine(&[1.0, 2.0], &[2.0, 4.0]) - 1.0).abs() < 1e-6);
+        assert_eq!(cosine(&[1.0, 0.0], &[0.0, 3.0]), 0.0);
+        assert_eq!(cosine(&[0.0, 0.0], &[1.0, 1.0]), 0.0);
+    }
+}

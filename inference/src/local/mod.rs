@@ -194,7 +194,11 @@ impl LocalBackend {
             None => None,
             Some(model) => {
                 let (content, mut file) = llm::read_gguf(&model.gguf)?;
-                let text = Arc::new(ChatText::load(&content, model.tokenizer_json.as_deref())?);
+                let text = Arc::new(ChatText::load(
+                    &content,
+                    model.tokenizer_json.as_deref(),
+                    model.gguf.parent(),
+                )?);
                 let transformer = Arc::new(Transformer::from_gguf(&content, &mut file, &device)?);
                 let batcher = GenerateBatcher::start(
                     transformer,

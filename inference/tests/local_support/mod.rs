@@ -85,6 +85,11 @@ fn q(t: Tensor, dtype: GgmlDType) -> QTensor {
 
 /// Writes a tiny random model of `arch` as GGUF at `path`.
 pub fn write_tiny_gguf(path: &Path, arch: TinyArch) {
+    write_tiny_gguf_with(path, arch, "gpt2");
+}
+
+/// Like [`write_tiny_gguf`], declaring `tokenizer_model` as `tokenizer.ggml.model`.
+pub fn write_tiny_gguf_with(path: &Path, arch: TinyArch, tokenizer_model: &str) {
     let (tokens, merges, types) = tiny_vocab();
     let vocab = tokens.len();
     let name = match arch {
@@ -172,7 +177,10 @@ pub fn write_tiny_gguf(path: &Path, arch: TinyArch) {
         (key("rope.dimension_count"), Value::U32(head_dim as u32)),
         (key("rope.freq_base"), Value::F32(10_000.0)),
         (key("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
-        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        (
+            "tokenizer.ggml.model".into(),
+            Value::String(tokenizer_model.into()),
+        ),
         (
             "tokenizer.ggml.pre".into(),
             Value::String(if arch == TinyArch::Qwen2 { "qwen2" } else { "smollm" }.into()),
