@@ -123,7 +123,7 @@ pub struct ComplianceHit {
     /// Why it is flagged.
     pub reason: String,
     /// The provision, for Advertising-Law terms.
-    pub article_ref: Option<String>,
+    pub provision: Option<String>,
     /// How serious it is.
     pub severity: Severity,
     /// Which list it came from.
@@ -355,7 +355,7 @@ impl ComplianceScanner {
                     matched: original_chars.get(start..end)?.iter().collect(),
                     term: term.term.clone(),
                     reason: term.reason.clone(),
-                    article_ref: term.article.clone(),
+                    provision: term.article.clone(),
                     severity: term.severity,
                     source,
                 })
@@ -514,7 +514,7 @@ pub fn rewrite_instruction(report: &ComplianceReport) -> String {
     ];
     for (n, hit) in report.hits.iter().enumerate() {
         let provision = hit
-            .article_ref
+            .provision
             .as_deref()
             .map(|a| format!("; {a}"))
             .unwrap_or_default();

@@ -49,7 +49,7 @@ fn marketing_copy_every_absolute_term_at_its_position() {
     );
     assert_eq!(report.verdict, Verdict::Violation);
     let best = &report.hits[3];
-    assert_eq!(best.article_ref.as_deref(), Some("广告法第九条第（三）项"));
+    assert_eq!(best.provision.as_deref(), Some("广告法第九条第（三）项"));
     assert_eq!(best.reason, "“最佳”属法律明文禁止的绝对化用语");
     assert_eq!(best.source, TermSource::AdvertisingLaw);
     assert_eq!(best.severity, Severity::Prohibited);

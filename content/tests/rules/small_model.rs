@@ -39,9 +39,11 @@ fn stored_draft(raw: &str, options: ParseOptions) -> Result<AnswerFormat, String
     Ok(parsed.format)
 }
 
+/// Seeds 0–9 were looked at while the parser was written; seeds 10–19 were generated
+/// afterwards and first parsed by the finished parser, so they are a fair sample.
 #[test]
 fn nine_of_ten_sampled_answers_become_valid_drafts() {
-    let outcomes: Vec<Result<AnswerFormat, String>> = (0..10)
+    let outcomes: Vec<Result<AnswerFormat, String>> = (0..20)
         .map(|seed| {
             stored_draft(
                 &fixture(&format!("article-lines-en/{seed}.txt")),
@@ -49,20 +51,36 @@ fn nine_of_ten_sampled_answers_become_valid_drafts() {
             )
         })
         .collect();
+    let empty_body = || Err("version 0: the field body is missing or empty".to_owned());
     use AnswerFormat::{Lines, PlainText};
     assert_eq!(
-        outcomes,
-        vec![
+        outcomes[..10],
+        [
             Ok(PlainText),
             Ok(PlainText),
             Ok(Lines),
-            Err("version 0: the field body is missing or empty".to_owned()),
+            empty_body(),
             Ok(PlainText),
             Ok(PlainText),
             Ok(Lines),
             Ok(PlainText),
             Ok(PlainText),
             Ok(PlainText),
+        ]
+    );
+    assert_eq!(
+        outcomes[10..],
+        [
+            empty_body(),
+            Ok(Lines),
+            Ok(PlainText),
+            Ok(PlainText),
+            Ok(PlainText),
+            Ok(Lines),
+            Ok(Lines),
+            Ok(PlainText),
+            Ok(Lines),
+            Ok(Lines),
         ]
     );
 }
@@ -73,7 +91,7 @@ fn without_the_fallback_most_sampled_answers_fail() {
         truncate_overlong: true,
         plain_text_fallback: false,
     };
-    let valid = (0..10)
+    let valid = (0..20)
         .filter(|seed| {
             stored_draft(
                 &fixture(&format!("article-lines-en/{seed}.txt")),
@@ -82,7 +100,7 @@ fn without_the_fallback_most_sampled_answers_fail() {
             .is_ok()
         })
         .count();
-    assert_eq!(valid, 2);
+    assert_eq!(valid, 7);
 }
 
 #[test]
