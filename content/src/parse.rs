@@ -371,8 +371,11 @@ fn build(
         }
     }
     if items.is_empty() {
-        // Non-empty by construction: every version was rejected.
-        return Err(rejected.swap_remove(0));
+        // Every version was rejected: report the first one's reason.
+        return Err(rejected
+            .into_iter()
+            .next()
+            .unwrap_or(OutputError::NoVariants));
     }
     Ok(ParsedOutput {
         items,

@@ -59,7 +59,8 @@ fn marketing_copy_every_absolute_term_at_its_position() {
 fn declared_exceptions_are_not_hits() {
     let copy = "第一次见面，第一天开业，第一步注册，第一时间通知您。最近很忙，最后一天，最新款上市，\
                 最终价格以门店为准，您最好带伞，最大限度地保留风味，满减最高可省50元。\
-                每件商品有唯一标识码，100%纯棉面料，每月首个工作日发货。";
+                每件商品有唯一标识码，100%纯棉面料，每月首个工作日发货。第一件原价，第二件半价，\
+                每人最多限购2件，最低消费100元，今日最高气温18度，最佳赏味期30天。";
     let report = scanner().check_text(copy, ContentField::Text);
     assert_eq!(spans(&report.hits), vec![]);
     assert_eq!(report.verdict, Verdict::Clean);
