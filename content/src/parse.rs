@@ -92,6 +92,27 @@ impl GeneratedArticle {
     }
 }
 
+/// The requested keywords ([`crate::prompt::GenerationOptions::keywords`]) that a version
+/// does not contain anywhere (title, digest or visible body text; case-insensitive), so the
+/// job can ask again or tell the user.
+pub fn missing_keywords(item: &Generated, keywords: &[String]) -> Vec<String> {
+    let text = match item {
+        Generated::Article(a) => format!(
+            "{}\n{}\n{}",
+            a.title,
+            a.digest,
+            html::visible_text(&a.body_html)
+        ),
+        Generated::Moments { text } | Generated::MenuReply { text } => text.clone(),
+    }
+    .to_lowercase();
+    keywords
+        .iter()
+        .filter(|k| !k.trim().is_empty() && !text.contains(&k.trim().to_lowercase()))
+        .cloned()
+        .collect()
+}
+
 /// One generated version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

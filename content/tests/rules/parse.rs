@@ -1,7 +1,7 @@
 use wxpilot_content::limits::{ContentField, Draft, LengthUnit, validate_draft};
 use wxpilot_content::parse::{
     AnswerFormat, Generated, GeneratedArticle, OutputError, ParseOptions, ParsedOutput, Repair,
-    parse_output,
+    missing_keywords, parse_output,
 };
 use wxpilot_content::prompt::ContentKind;
 
@@ -493,5 +493,24 @@ fn braces_inside_prose_or_lines_do_not_hijack_the_answer() {
             variant: 0,
             field: ContentField::Title
         })
+    );
+}
+
+#[test]
+fn keywords_the_answer_left_out_are_named() {
+    let parsed = strict(
+        ContentKind::Article,
+        "TITLE: 云南新豆\nBODY:\n<p>本周末 <b>Free</b> tasting</p>",
+    )
+    .expect("parses");
+    let keywords = [
+        "云南".to_owned(),
+        "free tasting".to_owned(),
+        "手冲".to_owned(),
+        " ".to_owned(),
+    ];
+    assert_eq!(
+        missing_keywords(&parsed.items[0], &keywords),
+        vec!["手冲".to_owned()]
     );
 }
