@@ -2,6 +2,7 @@
 //! default; `api` and `worker` run the halves separately for production.
 
 mod bench;
+mod recommend_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -196,6 +197,24 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Train the recommender on a synthetic account and recommend for every follower.
+    Recommend {
+        /// Followers.
+        #[arg(long, default_value_t = 100_000)]
+        followers: usize,
+        /// Items.
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+        /// Interactions.
+        #[arg(long, default_value_t = 1_000_000)]
+        interactions: usize,
+        /// Dimensions of the synthetic item embeddings (0 = none).
+        #[arg(long, default_value_t = 384)]
+        embedding_dim: usize,
+        /// Print one JSON object of the figures.
+        #[arg(long)]
+        json: bool,
+    },
     /// Push zero-sleep ping jobs through the queue (Redis when REDIS_URL is set) and workers.
     Jobs {
         /// Jobs to push.
@@ -299,6 +318,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Openapi { output } => print_openapi(output),
         Command::Wechat(command) => wechat(command).await,
+        Command::Bench(BenchCommand::Recommend {
+            followers,
+            items,
+            interactions,
+            embedding_dim,
+            json,
+        }) => {
+            let config = wxpilot_recommend::bench::ScaleConfig {
+                followers,
+                items,
+                interactions,
+                embedding_dim,
+                ..Default::default()
+            };
+            recommend_cli::bench(config, json)
+        }
         Command::Bench(BenchCommand::Wechat { messages, json }) => {
             let report = bench::run(messages)?;
             if json {
@@ -387,6 +422,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Openapi { .. }
                 | Command::Secrets(_)
                 | Command::Wechat(_)
+                | Command::Bench(BenchCommand::Recommend { .. })
                 | Command::Bench(BenchCommand::Wechat { .. }) => Ok(()),
             }
         }
