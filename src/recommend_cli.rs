@@ -11,10 +11,14 @@ use wxpilot_recommend::movielens::parse_inter;
 
 /// Where `scripts/fetch-data.sh movielens` puts the file.
 fn default_movielens_path() -> PathBuf {
-    let dir = std::env::var_os("WXPILOT_DATASETS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        home.join(".cache/wxpilot/data")
-    });
+    let dir = std::env::var_os("WXPILOT_DATASETS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/wxpilot/data")
+        });
     dir.join("recbole-1.2.1/recbole/dataset_example/ml-100k/ml-100k.inter")
 }
 
@@ -23,11 +27,17 @@ pub fn eval(dataset: &str, data: Option<&Path>, json: bool) -> anyhow::Result<()
     if dataset != "ml-100k" {
         bail!("unknown dataset {dataset:?} (known: ml-100k)");
     }
-    let path = data.map(Path::to_path_buf).unwrap_or_else(default_movielens_path);
+    let path = data
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_movielens_path);
     if !path.exists() {
-        bail!("{} is missing: run scripts/fetch-data.sh movielens", path.display());
+        bail!(
+            "{} is missing: run scripts/fetch-data.sh movielens",
+            path.display()
+        );
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let ratings = parse_inter(&text).with_context(|| format!("parsing {}", path.display()))?;
     let config = EvalConfig::default();
     let results = compare_models(&ratings.interactions, &config)?;
@@ -57,7 +67,10 @@ pub fn eval(dataset: &str, data: Option<&Path>, json: bool) -> anyhow::Result<()
         config.seed,
         config.k
     );
-    println!("{:<22} {:>8} {:>8} {:>8} {:>8} {:>9}", "model", "P@10", "MAP@10", "NDCG@10", "R@10", "train s");
+    println!(
+        "{:<22} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "model", "P@10", "MAP@10", "NDCG@10", "R@10", "train s"
+    );
     for r in &results {
         let m = r.metrics;
         println!(
@@ -105,8 +118,13 @@ pub fn bench(config: ScaleConfig, json: bool) -> anyhow::Result<()> {
         r.train_seconds,
         config.k,
         r.score_seconds,
-        rss_mib.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "unknown".into())
+        rss_mib
+            .map(|m| format!("{m:.0} MiB"))
+            .unwrap_or_else(|| "unknown".into())
     );
-    println!("{:.1}% of recommendations fall in the follower's planted taste", 100.0 * r.in_taste_share);
+    println!(
+        "{:.1}% of recommendations fall in the follower's planted taste",
+        100.0 * r.in_taste_share
+    );
     Ok(())
 }
