@@ -53,6 +53,7 @@ pub struct EmbedFigures {
     pub sequential_per_s: f64,
     pub concurrent_per_s: f64,
     pub speedup: f64,
+    /// Mean texts per batch with the concurrent callers.
     pub mean_batch: f64,
     pub largest_batch: u64,
 }
@@ -69,7 +70,8 @@ pub struct GenerateFigures {
     pub sequential_ttft_ms: f64,
     /// Mean time to first token with every request submitted at once.
     pub concurrent_ttft_ms: f64,
-    pub largest_batch: u64,
+    /// Mean sequences per forward pass with every request at once.
+    pub mean_batch: f64,
 }
 
 /// Everything `wxpilot bench inference` prints.
@@ -90,7 +92,7 @@ impl BenchReport {
         let g = &self.generation;
         format!(
             "embeddings ({}): {} requests, one at a time {:.1}/s, {} callers {:.1}/s ({:.2}x; mean batch {:.1}, largest {})\n\
-             generation ({}): {} requests x {} tokens, one at a time {:.1} tok/s, all at once {:.1} tok/s ({:.2}x; largest batch {})\n\
+             generation ({}): {} requests x {} tokens, one at a time {:.1} tok/s, all at once {:.1} tok/s ({:.2}x; mean batch {:.1})\n\
              time to first token: {:.0} ms alone, {:.0} ms with {} at once\n\
              peak RSS: {:.0} MiB\n",
             self.embedding_model,
@@ -107,7 +109,7 @@ impl BenchReport {
             g.sequential_tokens_per_s,
             g.concurrent_tokens_per_s,
             g.speedup,
-            g.largest_batch,
+            g.mean_batch,
             g.sequential_ttft_ms,
             g.concurrent_ttft_ms,
             g.requests,
@@ -178,6 +180,7 @@ async fn bench_embeddings(
     let sequential = start.elapsed();
 
     let callers = options.embed_callers.max(1);
+    let before = backend.batch_sizes(None).embedding;
     let start = Instant::now();
     let results = futures_util::future::join_all((0..callers).map(|c| async move {
         let mut i = c;
@@ -190,8 +193,10 @@ async fn bench_embeddings(
     .await;
     let concurrent = start.elapsed();
     results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    let sizes = backend.batch_sizes(None).embedding;
-    let (mean_batch, largest_batch) = sizes.map(|s| (s.mean, s.largest)).unwrap_or((0.0, 0));
+    let (mean_batch, largest_batch) = match (backend.batch_sizes(None).embedding, before) {
+        (Some(after), Some(before)) => (after.mean_since(&before), after.largest),
+        _ => (0.0, 0),
+    };
     let sequential_per_s = per_second(n, sequential);
     let concurrent_per_s = per_second(n, concurrent);
     Ok(EmbedFigures {
@@ -261,6 +266,7 @@ async fn bench_generation(
     let sequential_tokens = tokens;
     let sequential_ttft = ttft;
 
+    let before = backend.batch_sizes(None).chat;
     let start = Instant::now();
     let results = futures_util::future::join_all(
         (0..n).map(|i| timed_generation(backend, generate_request(i, options.max_tokens))),
@@ -274,7 +280,10 @@ async fn bench_generation(
         tokens += u64::from(t);
         ttft += first;
     }
-    let stats = backend.batch_sizes(None).chat;
+    let mean_batch = match (backend.batch_sizes(None).chat, before) {
+        (Some(after), Some(before)) => after.mean_since(&before),
+        _ => 0.0,
+    };
     let sequential_tokens_per_s = per_second(sequential_tokens as usize, sequential);
     let concurrent_tokens_per_s = per_second(tokens as usize, concurrent);
     Ok(GenerateFigures {
@@ -285,7 +294,7 @@ async fn bench_generation(
         speedup: ratio(concurrent_tokens_per_s, sequential_tokens_per_s),
         sequential_ttft_ms: sequential_ttft.as_secs_f64() * 1000.0 / n as f64,
         concurrent_ttft_ms: ttft.as_secs_f64() * 1000.0 / n as f64,
-        largest_batch: stats.map(|s| s.largest).unwrap_or(0),
+        mean_batch,
     })
 }
 

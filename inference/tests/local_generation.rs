@@ -14,7 +14,7 @@ use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use futures_util::StreamExt;
 use local_support::{TinyArch, chat_backend, tiny_model};
 use wxpilot_inference::local::chat::ChatText;
-use wxpilot_inference::local::llm::{SequenceChunk, Transformer, read_gguf};
+use wxpilot_inference::local::llm::{PromptWeights, SequenceChunk, Transformer, read_gguf};
 use wxpilot_inference::{
     Backend, BatchingConfig, ChatMessage, FinishReason, GenerateEvent, GenerateParams,
     GenerateRequest, InferenceError,
@@ -99,7 +99,9 @@ fn check_parity_with_candle(arch: TinyArch) {
     let (_dir, path) = tiny_model(arch);
     let (content, mut file) = read_gguf(&path).unwrap();
     let text = ChatText::load(&content, None, None).unwrap();
-    let model = Transformer::from_gguf(&content, &mut file, &Device::Cpu).unwrap();
+    let model =
+        Transformer::from_gguf_with(&content, &mut file, &Device::Cpu, PromptWeights::Quantized)
+            .unwrap();
     let prompt = text.encode_chat(&[ChatMessage::user("the house")]).unwrap();
     let then = [40u32, 41, 260];
     let expected = reference_logits(&path, arch, &prompt, &then);
@@ -152,6 +154,104 @@ fn llama_forward_matches_candle_quantized_llama() {
 #[test]
 fn qwen2_forward_matches_candle_quantized_qwen2() {
     check_parity_with_candle(TinyArch::Qwen2);
+}
+
+fn logits_of(model: &Transformer, chunks: &mut [SequenceChunk<'_>]) -> Vec<Vec<f32>> {
+    model.forward(chunks).unwrap().to_vec2::<f32>().unwrap()
+}
+
+/// With f32 prompt weights, a decode step that shares its forward pass with another
+/// sequence's prompt gives the same logits as each run alone.
+fn check_mixed_prompt_and_decode_rows(arch: TinyArch) {
+    let (_dir, path) = tiny_model(arch);
+    let (content, mut file) = read_gguf(&path).unwrap();
+    let model = Transformer::from_gguf(&content, &mut file, &Device::Cpu).unwrap();
+    let quantized =
+        Transformer::from_gguf_with(&content, &mut file, &Device::Cpu, PromptWeights::Quantized)
+            .unwrap();
+    let a_prompt: Vec<u32> = (30..45).collect();
+    let b_prompt: Vec<u32> = (60..90).collect();
+
+    let mut a_alone = model.new_cache();
+    let a0 = logits_of(
+        &model,
+        &mut [SequenceChunk {
+            cache: &mut a_alone,
+            tokens: &a_prompt,
+        }],
+    );
+    let a1 = logits_of(
+        &model,
+        &mut [SequenceChunk {
+            cache: &mut a_alone,
+            tokens: &[9],
+        }],
+    );
+    let mut b_alone = model.new_cache();
+    let b0 = logits_of(
+        &model,
+        &mut [SequenceChunk {
+            cache: &mut b_alone,
+            tokens: &b_prompt,
+        }],
+    );
+
+    let mut a = model.new_cache();
+    let mut b = model.new_cache();
+    logits_of(
+        &model,
+        &mut [SequenceChunk {
+            cache: &mut a,
+            tokens: &a_prompt,
+        }],
+    );
+    let mixed = logits_of(
+        &model,
+        &mut [
+            SequenceChunk {
+                cache: &mut a,
+                tokens: &[9],
+            },
+            SequenceChunk {
+                cache: &mut b,
+                tokens: &b_prompt,
+            },
+        ],
+    );
+    assert!(
+        max_abs_diff(&mixed[0], &a1[0]) < 1e-5,
+        "{arch:?} decode row"
+    );
+    assert!(
+        max_abs_diff(&mixed[1], &b0[0]) < 1e-5,
+        "{arch:?} prompt row"
+    );
+
+    // The f32 prompt path agrees with the quantized one up to activation quantisation.
+    let mut q = quantized.new_cache();
+    let q0 = logits_of(
+        &quantized,
+        &mut [SequenceChunk {
+            cache: &mut q,
+            tokens: &a_prompt,
+        }],
+    );
+    let scale = q0[0].iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = max_abs_diff(&q0[0], &a0[0]);
+    assert!(
+        diff < 0.1 * scale,
+        "{arch:?}: {diff} against logits up to {scale}"
+    );
+}
+
+#[test]
+fn llama_prompt_and_decode_rows_mix_without_changing_results() {
+    check_mixed_prompt_and_decode_rows(TinyArch::Llama);
+}
+
+#[test]
+fn qwen2_prompt_and_decode_rows_mix_without_changing_results() {
+    check_mixed_prompt_and_decode_rows(TinyArch::Qwen2);
 }
 
 #[test]

@@ -43,20 +43,71 @@ impl Architecture {
     }
 }
 
+/// Most bytes of f32 layer weights kept beside the quantized ones for prompt processing.
+const DENSE_PROMPT_WEIGHTS_LIMIT: usize = 1 << 30;
+
+/// A projection: quantized weights, and on CPU an f32 copy for prompt rows.
+///
+/// candle's quantized CPU kernels cost the same per row however many rows there are
+/// (and without AVX2 compiled in they are scalar), while f32 GEMM amortises the weights
+/// over many rows. Prompt chunks (two or more tokens of one sequence) therefore go
+/// through the f32 copy and single decode tokens through the quantized weights. The path
+/// depends only on the sequence's own chunk, so a sequence computes the same way
+/// whatever else shares its batch.
+struct Linear {
+    quantized: QMatMul,
+    dense: Option<Tensor>,
+}
+
+/// Which packed rows take which path in one forward pass.
+enum RowPlan {
+    Quantized,
+    Dense,
+    Mixed {
+        dense_rows: Tensor,
+        quantized_rows: Tensor,
+        /// Puts `[dense results; quantized results]` back in packed order.
+        restore: Tensor,
+    },
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor, plan: &RowPlan) -> candle_core::Result<Tensor> {
+        let Some(dense) = &self.dense else {
+            return self.quantized.forward(x);
+        };
+        match plan {
+            RowPlan::Quantized => self.quantized.forward(x),
+            RowPlan::Dense => x.matmul(&dense.t()?),
+            RowPlan::Mixed {
+                dense_rows,
+                quantized_rows,
+                restore,
+            } => {
+                let a = x.index_select(dense_rows, 0)?.matmul(&dense.t()?)?;
+                let b = self
+                    .quantized
+                    .forward(&x.index_select(quantized_rows, 0)?)?;
+                Tensor::cat(&[a, b], 0)?.index_select(restore, 0)
+            }
+        }
+    }
+}
+
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
     // Qwen2 has biases on q, k and v; llama has none.
     bq: Option<Tensor>,
     bk: Option<Tensor>,
     bv: Option<Tensor>,
-    wo: QMatMul,
+    wo: Linear,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
 }
 
 /// Shapes and constants read from the GGUF metadata.
@@ -157,12 +208,31 @@ pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, File), InferenceErr
     Ok((content, file))
 }
 
+/// Whether prompt rows get f32 copies of the layer weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptWeights {
+    /// On CPU, when the copies take at most 1 GiB (the default).
+    Auto,
+    /// Quantized weights for every row: exactly candle's `quantized_llama` arithmetic.
+    Quantized,
+}
+
 impl Transformer {
     /// Loads the weights of a llama or qwen2 GGUF file.
     pub fn from_gguf(
         content: &gguf_file::Content,
         file: &mut File,
         device: &Device,
+    ) -> Result<Self, InferenceError> {
+        Self::from_gguf_with(content, file, device, PromptWeights::Auto)
+    }
+
+    /// Loads the weights, choosing how prompt rows are computed.
+    pub fn from_gguf_with(
+        content: &gguf_file::Content,
+        file: &mut File,
+        device: &Device,
+        prompt_weights: PromptWeights,
     ) -> Result<Self, InferenceError> {
         let architecture = gguf_architecture(content)?;
         let key = architecture.key();
@@ -194,6 +264,25 @@ impl Transformer {
         };
         let dense = |q: QTensor| q.dequantize(device).map_err(candle_err);
         let matmul = |q: QTensor| QMatMul::from_qtensor(q).map_err(candle_err);
+        let layer_weights: usize = content
+            .tensor_infos
+            .iter()
+            .filter(|(name, _)| name.starts_with("blk."))
+            .map(|(_, info)| info.shape.elem_count())
+            .sum();
+        let keep_dense = prompt_weights == PromptWeights::Auto
+            && device.is_cpu()
+            && layer_weights * 4 <= DENSE_PROMPT_WEIGHTS_LIMIT;
+        let linear = |q: QTensor| -> Result<Linear, InferenceError> {
+            let dense = match keep_dense {
+                true => Some(q.dequantize(device).map_err(candle_err)?),
+                false => None,
+            };
+            Ok(Linear {
+                quantized: matmul(q)?,
+                dense,
+            })
+        };
 
         let embedding_q = tensor(file, "token_embd.weight")?;
         let embedding = embedding_q.dequantize(device).map_err(candle_err)?;
@@ -217,17 +306,17 @@ impl Transformer {
             };
             layers.push(Layer {
                 attn_norm: dense(tensor(file, &name("attn_norm.weight"))?)?,
-                wq: matmul(tensor(file, &name("attn_q.weight"))?)?,
-                wk: matmul(tensor(file, &name("attn_k.weight"))?)?,
-                wv: matmul(tensor(file, &name("attn_v.weight"))?)?,
+                wq: linear(tensor(file, &name("attn_q.weight"))?)?,
+                wk: linear(tensor(file, &name("attn_k.weight"))?)?,
+                wv: linear(tensor(file, &name("attn_v.weight"))?)?,
                 bq: bias(file, "attn_q.bias")?,
                 bk: bias(file, "attn_k.bias")?,
                 bv: bias(file, "attn_v.bias")?,
-                wo: matmul(tensor(file, &name("attn_output.weight"))?)?,
+                wo: linear(tensor(file, &name("attn_output.weight"))?)?,
                 ffn_norm: dense(tensor(file, &name("ffn_norm.weight"))?)?,
-                gate: matmul(tensor(file, &name("ffn_gate.weight"))?)?,
-                up: matmul(tensor(file, &name("ffn_up.weight"))?)?,
-                down: matmul(tensor(file, &name("ffn_down.weight"))?)?,
+                gate: linear(tensor(file, &name("ffn_gate.weight"))?)?,
+                up: linear(tensor(file, &name("ffn_up.weight"))?)?,
+                down: linear(tensor(file, &name("ffn_down.weight"))?)?,
             });
         }
         let (cos, sin) =
@@ -278,6 +367,7 @@ impl Transformer {
         let mut ids = Vec::new();
         let mut positions = Vec::new();
         let mut last_rows = Vec::with_capacity(chunks.len());
+        let mut prompt_row = Vec::new();
         for chunk in chunks.iter() {
             if chunk.tokens.is_empty() {
                 candle_core::bail!("a sequence chunk without tokens");
@@ -287,9 +377,14 @@ impl Transformer {
             }
             ids.extend_from_slice(chunk.tokens);
             positions.extend((0..chunk.tokens.len()).map(|i| (chunk.cache.len + i) as u32));
+            prompt_row.extend(std::iter::repeat_n(
+                chunk.tokens.len() > 1,
+                chunk.tokens.len(),
+            ));
             last_rows.push((ids.len() - 1) as u32);
         }
         let total = ids.len();
+        let plan = row_plan(&prompt_row, &self.device)?;
         let ids = Tensor::from_vec(ids, total, &self.device)?;
         let positions = Tensor::from_vec(positions, total, &self.device)?;
         let cos = self.cos.index_select(&positions, 0)?;
@@ -297,12 +392,13 @@ impl Transformer {
         let mut x = self.embedding.index_select(&ids, 0)?;
         for (layer_index, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.shape.rms_eps as f32)?;
-            let attn = self.attention(layer, layer_index, &h, &cos, &sin, chunks)?;
+            let attn = self.attention(layer, layer_index, &h, &cos, &sin, &plan, chunks)?;
             x = (x + attn)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.shape.rms_eps as f32)?;
-            let mlp = layer.down.forward(
-                &(candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?,
-            )?;
+            let gate = candle_nn::ops::silu(&layer.gate.forward(&h, &plan)?)?;
+            let mlp = layer
+                .down
+                .forward(&(gate * layer.up.forward(&h, &plan)?)?, &plan)?;
             x = (x + mlp)?;
         }
         for chunk in chunks.iter_mut() {
@@ -316,6 +412,7 @@ impl Transformer {
 
     /// Self-attention of one layer for all chunks: projections over the packed rows, then
     /// each sequence attends over its own cache.
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         layer: &Layer,
@@ -323,13 +420,14 @@ impl Transformer {
         h: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
+        plan: &RowPlan,
         chunks: &mut [SequenceChunk<'_>],
     ) -> candle_core::Result<Tensor> {
         let s = &self.shape;
         let total = h.dim(0)?;
         let project =
-            |w: &QMatMul, b: &Option<Tensor>, heads: usize| -> candle_core::Result<Tensor> {
-                let y = w.forward(h)?;
+            |w: &Linear, b: &Option<Tensor>, heads: usize| -> candle_core::Result<Tensor> {
+                let y = w.forward(h, plan)?;
                 let y = match b {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,
@@ -347,10 +445,17 @@ impl Transformer {
         let mut offset = 0;
         for chunk in chunks.iter_mut() {
             let n = chunk.tokens.len();
-            // Contiguous copies keep the memory layout identical to a sequence run alone.
-            let q_i = q.narrow(2, offset, n)?.contiguous()?;
-            let k_i = k.narrow(2, offset, n)?.contiguous()?;
-            let v_i = v.narrow(2, offset, n)?.contiguous()?;
+            // The query heads that share a key/value head are stacked as extra rows
+            // (`[kv_heads, group × n, head_dim]`), so grouped-query attention needs no
+            // copies of the cache. Contiguous copies keep the layout of a lone sequence.
+            let q_i = q.narrow(2, offset, n)?.contiguous()?.reshape((
+                1,
+                s.n_kv_head,
+                group * n,
+                s.head_dim,
+            ))?;
+            let k_i = k.narrow(2, offset, n)?;
+            let v_i = v.narrow(2, offset, n)?;
             offset += n;
             let past = chunk.cache.len;
             let (k_all, v_all) = match chunk.cache.layers[layer_index].take() {
@@ -358,24 +463,30 @@ impl Transformer {
                     Tensor::cat(&[&k_past, &k_i], 2)?,
                     Tensor::cat(&[&v_past, &v_i], 2)?,
                 ),
-                None => (k_i, v_i),
+                None => (k_i.contiguous()?, v_i.contiguous()?),
             };
-            chunk.cache.layers[layer_index] = Some((k_all.clone(), v_all.clone()));
-            let k_all = repeat_kv(&k_all, group)?;
-            let v_all = repeat_kv(&v_all, group)?;
             let scores = (q_i.matmul(&k_all.t()?)? * scale)?;
             let scores = if n > 1 {
-                scores.broadcast_add(&causal_mask(n, past, &self.device)?)?
+                let mask = causal_mask(n, past, &self.device)?;
+                let mask = mask
+                    .unsqueeze(0)?
+                    .broadcast_as((group, n, past + n))?
+                    .reshape((group * n, past + n))?;
+                scores.broadcast_add(&mask)?
             } else {
                 scores
             };
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            outputs.push(probs.matmul(&v_all)?);
+            let y = probs
+                .matmul(&v_all)?
+                .reshape((1, s.n_head, n, s.head_dim))?;
+            chunk.cache.layers[layer_index] = Some((k_all, v_all));
+            outputs.push(y);
         }
         let y = Tensor::cat(&outputs, 2)?
             .transpose(1, 2)?
             .reshape((total, s.n_head * s.head_dim))?;
-        layer.wo.forward(&y)
+        layer.wo.forward(&y, plan)
     }
 
     fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
@@ -387,14 +498,31 @@ impl Transformer {
     }
 }
 
-/// Repeats each key/value head `group` times so grouped-query attention lines up with
-/// the query heads.
-fn repeat_kv(x: &Tensor, group: usize) -> candle_core::Result<Tensor> {
-    if group == 1 {
-        return Ok(x.clone());
+/// Which rows take the f32 path: the rows of prompt chunks.
+fn row_plan(prompt_row: &[bool], device: &Device) -> candle_core::Result<RowPlan> {
+    let dense: Vec<u32> = (0..prompt_row.len() as u32)
+        .filter(|&i| prompt_row[i as usize])
+        .collect();
+    if dense.is_empty() {
+        return Ok(RowPlan::Quantized);
     }
-    let (b, heads, len, dim) = x.dims4()?;
-    Tensor::cat(&vec![x; group], 2)?.reshape((b, heads * group, len, dim))
+    if dense.len() == prompt_row.len() {
+        return Ok(RowPlan::Dense);
+    }
+    let quantized: Vec<u32> = (0..prompt_row.len() as u32)
+        .filter(|&i| !prompt_row[i as usize])
+        .collect();
+    // Row r sits at position restore[r] of [dense rows; quantized rows].
+    let mut restore = vec![0u32; prompt_row.len()];
+    for (at, &row) in dense.iter().chain(&quantized).enumerate() {
+        restore[row as usize] = at as u32;
+    }
+    let (n, d, q) = (prompt_row.len(), dense.len(), quantized.len());
+    Ok(RowPlan::Mixed {
+        dense_rows: Tensor::from_vec(dense, d, device)?,
+        quantized_rows: Tensor::from_vec(quantized, q, device)?,
+        restore: Tensor::from_vec(restore, n, device)?,
+    })
 }
 
 /// Additive mask for `n` new tokens after `past` cached ones: a token sees the cache and

@@ -140,15 +140,32 @@ impl LocalConfig {
 /// Rows per forward pass of one batcher.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchSize {
+    /// Forward passes so far.
+    pub steps: u64,
+    /// Rows summed over those passes.
+    pub rows: u64,
     pub mean: f64,
     pub largest: u64,
 }
 
 impl BatchSize {
     fn of(stats: &crate::batcher::BatcherStats) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
         Self {
+            steps: stats.steps.load(Relaxed),
+            rows: stats.rows.load(Relaxed),
             mean: stats.mean_rows(),
-            largest: stats.max_rows.load(std::sync::atomic::Ordering::Relaxed),
+            largest: stats.max_rows.load(Relaxed),
+        }
+    }
+
+    /// Mean rows per pass since `earlier` (0 when no pass ran).
+    pub fn mean_since(&self, earlier: &BatchSize) -> f64 {
+        let steps = self.steps.saturating_sub(earlier.steps);
+        if steps == 0 {
+            0.0
+        } else {
+            self.rows.saturating_sub(earlier.rows) as f64 / steps as f64
         }
     }
 }
