@@ -477,18 +477,30 @@ async fn serve(settings: Settings, role: Halves) -> anyhow::Result<()> {
             shutdown.clone(),
         ))
     });
+    let mut probe = None;
     let served = if role == Halves::Worker {
+        probe = match &settings.jobs.metrics_listen {
+            Some(addr) => {
+                let listener = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("binding jobs.metrics_listen {addr}"))?;
+                tracing::info!(%addr, "worker probes and metrics on /healthz, /readyz, /metrics");
+                let server = wxpilot_api::probe::worker_probe(listener, deps.db.clone())?;
+                let handle = server.handle();
+                tokio::spawn(server);
+                Some(handle)
+            }
+            None => None,
+        };
         wait_for_signal().await;
         tracing::info!("stopping: no new jobs are taken; running ones get the grace period");
         Ok(())
     } else {
-        let listen = settings.listen.clone();
-        let listener = std::net::TcpListener::bind(settings.listen_addr()?)
-            .with_context(|| format!("binding {listen}"))?;
+        let listener = wxpilot_api::startup::listen(&settings)?;
+        let addr = listener.local_addr()?;
         let app =
             wxpilot_api::Application::build_with((*settings).clone(), deps.clone(), listener)?;
         tracing::info!(
-            "wxpilot API listening on http://{listen} (docs at /docs/, OpenAPI at /openapi.json)"
+            "wxpilot API listening on http://{addr} (docs at /docs/, OpenAPI at /openapi.json)"
         );
         // actix-web stops gracefully on SIGINT/SIGTERM; the worker follows it.
         app.run_until_stopped().await.context("HTTP server failed")
@@ -496,6 +508,10 @@ async fn serve(settings: Settings, role: Halves) -> anyhow::Result<()> {
     shutdown.cancel();
     if let Some(worker) = worker {
         worker.await.context("the job worker panicked")??;
+    }
+    // Probes answer until the running jobs are done.
+    if let Some(probe) = probe {
+        probe.stop(false).await;
     }
     served
 }

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod probe;
 pub mod ratelimit;
 pub mod routes;
 pub mod routes_table;

@@ -52,8 +52,7 @@ impl Application {
     /// Migrations are the caller's business (`serve` runs them, `api` expects them done).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let deps = Deps::connect(&settings).await?;
-        let listener = TcpListener::bind(settings.listen_addr()?)
-            .with_context(|| format!("binding {}", settings.listen))?;
+        let listener = listen(&settings)?;
         Self::build_with(settings, deps, listener)
     }
 
@@ -125,6 +124,24 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// The API's listening socket: the one a supervisor passed in (systemd socket activation:
+/// `LISTEN_FDS=1`, fd 3), or else a new one bound to `listen`. Passing one socket to the
+/// old and the new process is how a restart on the same port drops no connection: both
+/// accept from the same queue while the old one drains.
+pub fn listen(settings: &Settings) -> anyhow::Result<TcpListener> {
+    let mut passed = listenfd::ListenFd::from_env();
+    if let Some(listener) = passed
+        .take_tcp_listener(0)
+        .context("LISTEN_FDS is set but fd 3 is not a listening TCP socket")?
+    {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "using the listening socket passed in (LISTEN_FDS)");
+        return Ok(listener);
+    }
+    TcpListener::bind(settings.listen_addr()?)
+        .with_context(|| format!("binding {}", settings.listen))
 }
 
 async fn unmatched(req: HttpRequest) -> actix_web::HttpResponse {

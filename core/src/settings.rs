@@ -138,6 +138,10 @@ pub struct JobSettings {
     pub kinds: std::collections::BTreeMap<String, crate::jobs::KindPolicy>,
     /// Webhook delivery.
     pub webhooks: WebhookSettings,
+    /// Where `wxpilot worker` serves `/healthz`, `/readyz` and `/metrics` (for probes and
+    /// scraping), e.g. `0.0.0.0:9091`; absent: not served. `serve` shows worker metrics on
+    /// the API's `/metrics` instead.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for JobSettings {
@@ -152,6 +156,7 @@ impl Default for JobSettings {
             queue_prefix: "wxpilot".into(),
             kinds: Default::default(),
             webhooks: WebhookSettings::default(),
+            metrics_listen: None,
         }
     }
 }

@@ -761,8 +761,9 @@ impl ApiClient {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<T, ApiError> {
+        let started = std::time::Instant::now();
         let result = self.http.get(self.url(path)).query(query).send().await;
-        finish(path, result).await
+        finish(path, started, result).await
     }
 
     async fn post_json<T: DeserializeOwned, B: Serialize + ?Sized>(
@@ -771,6 +772,7 @@ impl ApiClient {
         query: &[(&str, &str)],
         body: &B,
     ) -> Result<T, ApiError> {
+        let started = std::time::Instant::now();
         let result = self
             .http
             .post(self.url(path))
@@ -778,7 +780,7 @@ impl ApiClient {
             .json(body)
             .send()
             .await;
-        finish(path, result).await
+        finish(path, started, result).await
     }
 
     async fn post_media<T: DeserializeOwned>(
@@ -794,6 +796,7 @@ impl ApiClient {
             .mime_str(content_type)
             .map_err(|_| ApiError::InvalidRequest(format!("bad content type {content_type:?}")))?;
         let form = reqwest::multipart::Form::new().part("media", part);
+        let started = std::time::Instant::now();
         let result = self
             .http
             .post(self.url(path))
@@ -801,7 +804,7 @@ impl ApiClient {
             .multipart(form)
             .send()
             .await;
-        finish(path, result).await
+        finish(path, started, result).await
     }
 
     /// `GET /cgi-bin/token`: a new access token. Fetching one invalidates the previous
@@ -1140,6 +1143,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Reads the answer (bounded), checks the HTTP status and `errcode`, decodes `T`.
 async fn finish<T: DeserializeOwned>(
+    api: &str,
+    started: std::time::Instant,
+    result: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, ApiError> {
+    let answer = read_answer(api, result).await;
+    crate::metrics::observe_call(api, started.elapsed(), &answer);
+    answer
+}
+
+async fn read_answer<T: DeserializeOwned>(
     api: &str,
     result: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<T, ApiError> {

@@ -26,6 +26,7 @@ pub mod client;
 pub mod clock;
 pub mod crypto;
 pub mod message;
+pub mod metrics;
 pub mod reply;
 pub mod signature;
 pub mod token;

@@ -4,8 +4,10 @@
 //! Job kinds live in `jobs/`, one file each.
 
 pub mod bench;
+mod committer;
 pub mod deliveries;
 pub mod jobs;
+pub mod metrics;
 pub mod queue;
 pub mod runtime;
 pub mod sweeper;

@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use wxpilot_core::Settings;
 use wxpilot_core::jobs::KindPolicy;
-use wxpilot_core::jobs::store::{self, AfterFailure, Claim, Lease};
+use wxpilot_core::jobs::store::{self, AfterFailure, Claim, Lease, Success};
 
+use crate::committer::{ClaimTerms, Committer};
 use crate::queue::JobQueue;
 
 /// How an attempt went wrong.
@@ -112,6 +113,7 @@ struct Inner {
     worker: Arc<str>,
     tracker: TaskTracker,
     hard_stop: CancellationToken,
+    committer: Committer,
 }
 
 /// The job runtime of one worker process. Cheap to clone.
@@ -119,7 +121,8 @@ struct Inner {
 pub struct Runtime(Arc<Inner>);
 
 impl Runtime {
-    /// A runtime for `handlers`, with policies from configuration where given.
+    /// A runtime for `handlers`, with policies from configuration where given. Call it
+    /// inside a Tokio runtime: it starts the task that commits claims and results.
     pub fn new(
         settings: Arc<Settings>,
         db: DatabaseConnection,
@@ -147,14 +150,24 @@ impl Runtime {
                 )
             })
             .collect();
+        let worker: Arc<str> = worker.into();
+        let committer = Committer::spawn(
+            db.clone(),
+            ClaimTerms {
+                worker: worker.clone(),
+                lease: lease_of(&settings),
+                tenant_cap: settings.jobs.tenant_max_running,
+            },
+        );
         Self(Arc::new(Inner {
             settings,
             db,
             queue,
             kinds,
-            worker: worker.into(),
+            worker,
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
+            committer,
         }))
     }
 
@@ -188,7 +201,7 @@ impl Runtime {
     }
 
     fn lease(&self) -> Duration {
-        Duration::from_secs(self.0.settings.jobs.lease_secs.max(1))
+        lease_of(&self.0.settings)
     }
 
     /// Handles one queue message: waits for a free slot of the kind, then runs the job in
@@ -231,8 +244,7 @@ impl Runtime {
     }
 
     async fn try_execute(&self, kind: &'static str, job_id: &str) -> anyhow::Result<()> {
-        let cap = self.0.settings.jobs.tenant_max_running;
-        let job = match store::claim(&self.0.db, job_id, &self.0.worker, self.lease(), cap).await? {
+        let job = match self.0.committer.claim(job_id).await? {
             Claim::Claimed(job) => job,
             Claim::NotYet(at) => {
                 let delay = (at - chrono::Utc::now()).to_std().unwrap_or_default();
@@ -265,6 +277,9 @@ impl Runtime {
             return Ok(());
         };
         tracing::info!("job started");
+        let due = (chrono::Utc::now() - job.run_at).num_milliseconds();
+        crate::metrics::observe_wait(kind, due as f64 / 1000.0);
+        let started = std::time::Instant::now();
         let ctx = JobContext {
             job_id: job.id.clone(),
             tenant_id: job.tenant_id.clone(),
@@ -287,7 +302,7 @@ impl Runtime {
             entry.handler.run(ctx, job.payload.clone()),
         );
         let outcome = tokio::select! {
-            result = run => Some(match result {
+            result = run => Ended::Finished(match result {
                 Ok(result) => result,
                 Err(_) => Err(JobError::Retryable(format!(
                     "timed out after {} s", entry.policy.timeout_secs
@@ -296,36 +311,35 @@ impl Runtime {
             () = cancel.cancelled() => {
                 store::cancelled(&self.0.db, &job.id, &self.0.worker).await?;
                 tracing::info!("job cancelled");
-                None
+                Ended::Recorded("cancelled")
             }
             () = lost.cancelled() => {
                 tracing::warn!("lease lost; another worker has the job");
-                None
+                Ended::Recorded("lost")
             }
             () = self.0.hard_stop.cancelled() => {
                 store::release(&self.0.db, &job.id, &self.0.worker).await?;
                 tracing::info!("job handed back at shutdown");
-                None
+                Ended::Recorded("released")
             }
         };
         keeper.abort();
-        match outcome {
-            Some(Ok(output)) => {
-                if store::succeed(
-                    &self.0.db,
-                    &job.id,
-                    &self.0.worker,
-                    output.result,
-                    &output.usage,
-                )
-                .await?
-                {
+        let label = match outcome {
+            Ended::Finished(Ok(output)) => {
+                let success = Success {
+                    id: job.id.clone(),
+                    result: output.result,
+                    usage: output.usage,
+                };
+                if self.0.committer.succeed(success).await? {
                     tracing::info!("job succeeded");
+                    "succeeded"
                 } else {
                     tracing::warn!("job finished after its lease was lost; result dropped");
+                    "lost"
                 }
             }
-            Some(Err(error)) => {
+            Ended::Finished(Err(error)) => {
                 let permanent = matches!(error, JobError::Permanent(_));
                 let delay = entry
                     .policy
@@ -343,17 +357,34 @@ impl Runtime {
                     AfterFailure::RetryAt(at) => {
                         tracing::info!(error = %error, retry_at = %at, "attempt failed; will retry");
                         self.0.queue.dispatch(kind, &job.id, Some(delay)).await?;
+                        "failed"
                     }
-                    AfterFailure::Dead => tracing::warn!(error = %error, "job dead"),
+                    AfterFailure::Dead => {
+                        tracing::warn!(error = %error, "job dead");
+                        "dead"
+                    }
                     AfterFailure::NotHeld => {
-                        tracing::warn!("attempt failed after its lease was lost")
+                        tracing::warn!("attempt failed after its lease was lost");
+                        "lost"
                     }
                 }
             }
-            None => {}
-        }
+            Ended::Recorded(label) => label,
+        };
+        crate::metrics::observe_attempt(kind, label, started.elapsed().as_secs_f64());
         Ok(())
     }
+}
+
+/// How an attempt ended: the handler returned, or something stopped it (the label says
+/// what; the record is already written).
+enum Ended {
+    Finished(Result<JobOutput, JobError>),
+    Recorded(&'static str),
+}
+
+fn lease_of(settings: &Settings) -> Duration {
+    Duration::from_secs(settings.jobs.lease_secs.max(1))
 }
 
 async fn keep_lease(

@@ -56,6 +56,8 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Health>> 
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let mut text = state.metrics.render().map_err(ApiError::Internal)?;
+    // Instruments of the in-process worker, inference and WeChat client (`serve`).
+    text.push_str(&wxpilot_worker::metrics::render_process_metrics());
     // Job gauges are read from the jobs table at scrape time, so they are right whichever
     // process runs the workers.
     match wxpilot_core::jobs::store::counts(&state.db).await {

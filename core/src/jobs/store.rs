@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::Value;
 use wxpilot_entity::{JobStatus, job, tenant, usage_record};
@@ -55,31 +55,73 @@ pub async fn claim(
     lease: Duration,
     tenant_cap: u64,
 ) -> anyhow::Result<Claim> {
+    let mut claims = claim_many(db, &[id.to_owned()], worker, lease, tenant_cap).await?;
+    Ok(claims.pop().unwrap_or(Claim::Gone))
+}
+
+/// [`claim`] for several jobs in one write transaction (one commit instead of one per
+/// job), in the order given. The tenant cap counts jobs claimed earlier in the batch.
+pub async fn claim_many(
+    db: &DatabaseConnection,
+    ids: &[String],
+    worker: &str,
+    lease: Duration,
+    tenant_cap: u64,
+) -> anyhow::Result<Vec<Claim>> {
     let txn = crate::db::begin_write(db).await?;
-    let Some(current) = job::Entity::find_by_id(id).one(&txn).await? else {
-        return Ok(Claim::Gone);
-    };
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        // Serialise claims per tenant so the cap holds exactly under concurrency.
-        tenant::Entity::find_by_id(&current.tenant_id)
+    let mut found: std::collections::HashMap<String, job::Model> = job::Entity::find()
+        .filter(job::Column::Id.is_in(ids.iter().map(String::as_str)))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|j| (j.id.clone(), j))
+        .collect();
+    if db.get_database_backend() == DatabaseBackend::Postgres && !found.is_empty() {
+        // Serialise claims per tenant so the cap holds exactly under concurrency. Locks
+        // are taken in id order, so two batches cannot deadlock on each other.
+        let tenants: std::collections::BTreeSet<&str> =
+            found.values().map(|j| j.tenant_id.as_str()).collect();
+        tenant::Entity::find()
+            .filter(tenant::Column::Id.is_in(tenants))
+            .order_by_asc(tenant::Column::Id)
             .lock_exclusive()
-            .one(&txn)
+            .all(&txn)
             .await?;
     }
+    let mut claims = Vec::with_capacity(ids.len());
+    for id in ids {
+        let claim = match found.remove(id) {
+            Some(current) => claim_found(&txn, current, worker, lease, tenant_cap).await?,
+            None => Claim::Gone,
+        };
+        claims.push(claim);
+    }
+    txn.commit().await?;
+    Ok(claims)
+}
+
+/// Decides and records one claim inside the caller's transaction, the tenant already
+/// locked. Writes nothing unless the job changes hands or is finished off.
+async fn claim_found<C: ConnectionTrait>(
+    txn: &C,
+    current: job::Model,
+    worker: &str,
+    lease: Duration,
+    tenant_cap: u64,
+) -> anyhow::Result<Claim> {
     let now = Utc::now();
     if let Err(outcome) = claimable(&current, now) {
         return Ok(outcome);
     }
     if current.cancel_requested {
         finish(
-            &txn,
+            txn,
             &current,
             JobStatus::Cancelled,
             None,
             Some("cancelled before it ran"),
         )
         .await?;
-        txn.commit().await?;
         return Ok(Claim::Gone);
     }
     if current.status == JobStatus::Running && current.attempts >= current.max_attempts {
@@ -87,9 +129,8 @@ pub async fn claim(
             "the worker running attempt {} stopped responding, and no attempts are left",
             current.attempts
         );
-        finish(&txn, &current, JobStatus::Dead, None, Some(&error)).await?;
-        webhooks::enqueue_for_job(&txn, &current, "job.dead", &error).await?;
-        txn.commit().await?;
+        finish(txn, &current, JobStatus::Dead, None, Some(&error)).await?;
+        webhooks::enqueue_for_job(txn, &current, "job.dead", &error).await?;
         return Ok(Claim::Gone);
     }
     let running = job::Entity::find()
@@ -97,7 +138,7 @@ pub async fn claim(
         .filter(job::Column::Status.eq(JobStatus::Running))
         .filter(job::Column::LeaseExpiresAt.gt(now))
         .filter(job::Column::Id.ne(&current.id))
-        .count(&txn)
+        .count(txn)
         .await?;
     if running >= tenant_cap.max(1) {
         return Ok(Claim::TenantBusy);
@@ -117,12 +158,11 @@ pub async fn claim(
         .col_expr(job::Column::UpdatedAt, Expr::value(now))
         .filter(job::Column::Id.eq(&current.id))
         .filter(job::Column::UpdatedAt.eq(current.updated_at))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     if updated.rows_affected != 1 {
         return Ok(Claim::Held);
     }
-    txn.commit().await?;
     let mut claimed = current;
     claimed.status = JobStatus::Running;
     claimed.attempts += 1;
@@ -237,6 +277,17 @@ async fn held<C: ConnectionTrait>(
         .await?)
 }
 
+/// A finished attempt's outcome, for [`succeed_many`].
+#[derive(Debug, Clone)]
+pub struct Success {
+    /// The job.
+    pub id: String,
+    /// Stored as its result.
+    pub result: Value,
+    /// Usage to record beyond the job itself, as `(metric, quantity)`.
+    pub usage: Vec<(String, i64)>,
+}
+
 /// Marks a held job succeeded with `result`, and records its usage, in one transaction.
 /// Returns false when the worker no longer held it (its effect is then not recorded).
 pub async fn succeed(
@@ -246,14 +297,50 @@ pub async fn succeed(
     result: Value,
     usage: &[(String, i64)],
 ) -> anyhow::Result<bool> {
+    let success = Success {
+        id: id.to_owned(),
+        result,
+        usage: usage.to_vec(),
+    };
+    let mut done = succeed_many(db, worker, vec![success]).await?;
+    Ok(done.pop().unwrap_or(false))
+}
+
+/// [`succeed`] for several jobs in one write transaction (one commit instead of one per
+/// job). Returns, in order, whether each was still held.
+pub async fn succeed_many(
+    db: &DatabaseConnection,
+    worker: &str,
+    successes: Vec<Success>,
+) -> anyhow::Result<Vec<bool>> {
     let txn = crate::db::begin_write(db).await?;
-    let Some(current) = held(&txn, id, worker).await? else {
+    let mut done = Vec::with_capacity(successes.len());
+    for success in successes {
+        done.push(succeed_in(&txn, worker, success).await?);
+    }
+    txn.commit().await?;
+    Ok(done)
+}
+
+async fn succeed_in<C: ConnectionTrait>(
+    txn: &C,
+    worker: &str,
+    success: Success,
+) -> anyhow::Result<bool> {
+    let Some(current) = held(txn, &success.id, worker).await? else {
         return Ok(false);
     };
-    finish(&txn, &current, JobStatus::Succeeded, Some(result), None).await?;
+    finish(
+        txn,
+        &current,
+        JobStatus::Succeeded,
+        Some(success.result),
+        None,
+    )
+    .await?;
     let now = Utc::now();
     let mut records = vec![(format!("jobs.{}", current.kind), 1)];
-    records.extend(usage.iter().cloned());
+    records.extend(success.usage);
     for (metric, quantity) in records {
         usage_record::ActiveModel {
             id: Set(new_id()),
@@ -263,11 +350,10 @@ pub async fn succeed(
             quantity: Set(quantity),
             created_at: Set(now),
         }
-        .insert(&txn)
+        .insert(txn)
         .await?;
     }
-    webhooks::enqueue_for_job(&txn, &current, "job.succeeded", "").await?;
-    txn.commit().await?;
+    webhooks::enqueue_for_job(txn, &current, "job.succeeded", "").await?;
     Ok(true)
 }
 
@@ -463,7 +549,7 @@ pub struct JobCounts {
 
 /// Counts unfinished and dead jobs for the metrics endpoint.
 pub async fn counts(db: &DatabaseConnection) -> anyhow::Result<JobCounts> {
-    use sea_orm::{FromQueryResult, QueryOrder};
+    use sea_orm::FromQueryResult;
     #[derive(FromQueryResult)]
     struct Row {
         kind: String,

@@ -73,7 +73,8 @@ The settings file. `listen` and `data_dir` are fixed by the chart; the rest come
 .Values.config. Nulls are left out (the binary's default applies).
 */}}
 {{- define "wxpilot.configToml" -}}
-{{- $fixed := dict "listen" (printf "0.0.0.0:%d" (int .Values.api.containerPort)) "data_dir" "/var/lib/wxpilot" -}}
+{{- $jobs := dict "metrics_listen" (printf "0.0.0.0:%d" (int .Values.worker.metricsPort)) -}}
+{{- $fixed := dict "listen" (printf "0.0.0.0:%d" (int .Values.api.containerPort)) "data_dir" "/var/lib/wxpilot" "jobs" $jobs -}}
 {{- $all := merge $fixed (deepCopy .Values.config) -}}
 # wxpilot settings, rendered by the Helm chart (keys: core/src/settings.rs).
 {{ include "wxpilot.tomlTable" (dict "prefix" "" "table" $all) | trimPrefix "\n" }}
