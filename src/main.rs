@@ -2,6 +2,7 @@
 //! default; `api` and `worker` run the halves separately for production.
 
 mod bench;
+mod eval;
 mod recommend_cli;
 
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ enum Command {
     /// Benchmarks (figures go in docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Accuracy evaluations on public benchmark data (run scripts/fetch-data.sh first).
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
 }
 
 /// What WeChat sends with every callback.
@@ -318,6 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Openapi { output } => print_openapi(output),
         Command::Wechat(command) => wechat(command).await,
+        Command::Eval(command) => eval::run(command),
         Command::Bench(BenchCommand::Recommend {
             followers,
             items,
@@ -422,6 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Openapi { .. }
                 | Command::Secrets(_)
                 | Command::Wechat(_)
+                | Command::Eval(_)
                 | Command::Bench(BenchCommand::Recommend { .. })
                 | Command::Bench(BenchCommand::Wechat { .. }) => Ok(()),
             }
