@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{BatchCost, BatcherStats, BatchingConfig, RequestQueue};
+use super::{BatchCost, BatcherStats, BatchingConfig, RequestQueue, fill_wait};
 use crate::local::embed::{EmbeddingModel, EncodedText};
 use crate::types::InferenceError;
 
@@ -151,7 +151,10 @@ fn run(
     stats: &BatcherStats,
     config: &BatchingConfig,
 ) {
-    while let Some(batch) = queue.take_batch(BatchCost::Padded, config) {
+    let mut last_rows = 0;
+    while let Some(batch) =
+        queue.take_batch(BatchCost::Padded, config, fill_wait(last_rows, config))
+    {
         // Texts of callers who stopped waiting are not worth computing.
         let batch: Vec<EmbedJob> = batch
             .into_iter()
@@ -161,6 +164,7 @@ fn run(
             continue;
         }
         stats.record(batch.len());
+        last_rows = batch.len();
         let (texts, targets): (Vec<EncodedText>, Vec<(usize, Arc<Collector>)>) = batch
             .into_iter()
             .map(|job| (job.text, (job.index, job.collector)))

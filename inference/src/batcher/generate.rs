@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{BatchCost, BatcherStats, BatchingConfig, RequestQueue};
+use super::{BatchCost, BatcherStats, BatchingConfig, RequestQueue, fill_wait};
 use crate::local::candle_err;
 use crate::local::chat::{ChatText, IncrementalDecoder, Scanned, StopScanner};
 use crate::local::llm::{SequenceCache, SequenceChunk, Transformer};
@@ -146,9 +146,12 @@ struct Worker<'a> {
 impl Worker<'_> {
     fn run(&self, queue: &RequestQueue<GenerateJob>) {
         let mut running: Vec<Sequence> = Vec::new();
+        // Sequences in the last step: after a busy period, gather the next wave.
+        let mut last_rows = 0;
         loop {
             let admitted = if running.is_empty() {
-                match queue.take_batch(BatchCost::Sum, self.config) {
+                let wait = fill_wait(last_rows, self.config);
+                match queue.take_batch(BatchCost::Sum, self.config, wait) {
                     Some(jobs) => jobs,
                     None => break,
                 }
@@ -163,6 +166,7 @@ impl Worker<'_> {
                 continue;
             }
             self.stats.record(running.len());
+            last_rows = running.len();
             let logits = {
                 let mut chunks: Vec<SequenceChunk<'_>> = running
                     .iter_mut()

@@ -30,6 +30,16 @@ pub struct BatcherStats {
     pub max_rows: AtomicU64,
 }
 
+/// How long a batcher lets an idle queue fill: `max_wait_ms` after a batch that had
+/// company, nothing after a lone request.
+pub fn fill_wait(last_rows: usize, config: &BatchingConfig) -> std::time::Duration {
+    if last_rows > 1 {
+        std::time::Duration::from_millis(config.max_wait_ms)
+    } else {
+        std::time::Duration::ZERO
+    }
+}
+
 impl BatcherStats {
     fn record(&self, rows: usize) {
         self.steps.fetch_add(1, Ordering::Relaxed);

@@ -19,9 +19,10 @@ pub struct BatchingConfig {
     pub max_batch_tokens: usize,
     /// Most texts in one embedding batch; most sequences decoding together.
     pub max_batch_size: usize,
-    /// How long the first waiting request may wait for others to join its batch. 0 takes
-    /// what is queued as soon as the model is free: batches still form from the requests
-    /// that arrive while a batch runs, without delaying a lone caller.
+    /// How long the first waiting request may wait for others to join its batch. The
+    /// batchers only wait after a batch that had company: a lone caller is never delayed,
+    /// while a wave of concurrent callers who resubmit at once is gathered into one batch
+    /// instead of one straggler running first. 0 never waits.
     pub max_wait_ms: u64,
     /// Most waiting items (texts or generation requests); beyond it callers get
     /// [`InferenceError::Overloaded`].
@@ -33,7 +34,7 @@ impl Default for BatchingConfig {
         Self {
             max_batch_tokens: 16_384,
             max_batch_size: 32,
-            max_wait_ms: 0,
+            max_wait_ms: 5,
             queue_capacity: 1024,
         }
     }
@@ -172,10 +173,16 @@ impl<T> RequestQueue<T> {
         state.entries.drain(..n).map(|e| e.item).collect()
     }
 
-    /// Blocks until there is work, then lets the batch fill for up to `max_wait_ms` after
-    /// the oldest item arrived (or until it is full), and takes it. `None` once closed.
-    pub fn take_batch(&self, cost: BatchCost, config: &BatchingConfig) -> Option<Vec<T>> {
-        let max_wait = Duration::from_millis(config.max_wait_ms);
+    /// Blocks until there is work, then lets the batch fill for up to `max_wait` (from
+    /// this call, or from the first arrival when the queue was empty) or until it is full,
+    /// and takes it. `None` once closed.
+    pub fn take_batch(
+        &self,
+        cost: BatchCost,
+        config: &BatchingConfig,
+        max_wait: Duration,
+    ) -> Option<Vec<T>> {
+        let called = Instant::now();
         let mut state = self.lock();
         loop {
             if state.closed {
@@ -187,7 +194,9 @@ impl<T> RequestQueue<T> {
             };
             let n = admissible(state.entries.iter().map(|e| e.cost), 0, 0, cost, config);
             let full = n < state.entries.len() || n >= config.max_batch_size;
-            let waited = oldest.elapsed();
+            // Items that queued while the last batch ran have waited already; the window
+            // for their company opens now.
+            let waited = oldest.max(called).elapsed();
             if full || waited >= max_wait {
                 return Some(state.entries.drain(..n).map(|e| e.item).collect());
             }
@@ -279,8 +288,7 @@ mod tests {
     #[test]
     fn take_batch_waits_for_late_joiners_then_returns() {
         let queue = std::sync::Arc::new(RequestQueue::new(8));
-        let mut cfg = config(100, 3);
-        cfg.max_wait_ms = 200;
+        let cfg = config(100, 3);
         queue.push_all(vec![(1, 1)]).unwrap();
         let pusher = {
             let queue = queue.clone();
@@ -290,8 +298,27 @@ mod tests {
             })
         };
         // The batch fills to max_batch_size before the wait runs out.
-        assert_eq!(queue.take_batch(BatchCost::Sum, &cfg), Some(vec![1, 2, 3]));
+        let wait = Duration::from_secs(5);
+        let start = Instant::now();
+        assert_eq!(
+            queue.take_batch(BatchCost::Sum, &cfg, wait),
+            Some(vec![1, 2, 3])
+        );
+        assert!(
+            start.elapsed() < wait,
+            "returned when full, not at the deadline"
+        );
         pusher.join().unwrap();
+    }
+
+    #[test]
+    fn take_batch_without_wait_takes_what_is_there() {
+        let queue = RequestQueue::new(8);
+        queue.push_all(vec![(1, 1)]).unwrap();
+        let start = Instant::now();
+        let batch = queue.take_batch(BatchCost::Sum, &config(100, 3), Duration::ZERO);
+        assert_eq!(batch, Some(vec![1]));
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
@@ -299,7 +326,9 @@ mod tests {
         let queue = std::sync::Arc::new(RequestQueue::<u32>::new(2));
         let waiter = {
             let queue = queue.clone();
-            std::thread::spawn(move || queue.take_batch(BatchCost::Sum, &config(10, 2)))
+            std::thread::spawn(move || {
+                queue.take_batch(BatchCost::Sum, &config(10, 2), Duration::from_secs(5))
+            })
         };
         std::thread::sleep(Duration::from_millis(20));
         queue.close();
