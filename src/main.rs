@@ -219,6 +219,16 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Embedding and generation throughput of the local models, batched against one at a
+    /// time (models from scripts/fetch-models.sh).
+    Inference {
+        /// Models folder (default: $WXPILOT_MODELS_DIR or ~/.cache/wxpilot/models).
+        #[arg(long)]
+        models_dir: Option<PathBuf>,
+        /// Print one JSON object of the figures.
+        #[arg(long)]
+        json: bool,
+    },
     /// Push zero-sleep ping jobs through the queue (Redis when REDIS_URL is set) and workers.
     Jobs {
         /// Jobs to push.
@@ -351,6 +361,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Inference { models_dir, json }) => {
+            let mut options = wxpilot_inference::bench::BenchOptions::default();
+            if let Some(dir) = models_dir {
+                options.models_dir = dir;
+            }
+            let report = wxpilot_inference::bench::run(options).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
         Command::Secrets(SecretsCommand::RotateMasterKey) => {
             let settings = Settings::load(cli.config.as_deref())?;
             telemetry::init(&settings.log);
@@ -429,7 +452,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 | Command::Wechat(_)
                 | Command::Eval(_)
                 | Command::Bench(BenchCommand::Recommend { .. })
-                | Command::Bench(BenchCommand::Wechat { .. }) => Ok(()),
+                | Command::Bench(BenchCommand::Wechat { .. })
+                | Command::Bench(BenchCommand::Inference { .. }) => Ok(()),
             }
         }
     }
