@@ -616,6 +616,13 @@ mod tests {
     }
 
     #[test]
+    fn same_data_and_seed_give_the_same_recommendations() {
+        let (a, _) = engine_with_cold_items();
+        let (b, _) = engine_with_cold_items();
+        assert_eq!(a.recommend_all(5), b.recommend_all(5));
+    }
+
+    #[test]
     fn embeddings_are_checked() {
         let mut e = ItemEmbeddings::new(2, 3);
         assert!(e.set(0, &[1.0, 2.0]).is_err());
