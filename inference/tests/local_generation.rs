@@ -160,7 +160,7 @@ fn logits_of(model: &Transformer, chunks: &mut [SequenceChunk<'_>]) -> Vec<Vec<f
     model.forward(chunks).unwrap().to_vec2::<f32>().unwrap()
 }
 
-/// With f32 prompt weights, a decode step that shares its forward pass with another
+/// With the f32 weight copies, a decode step that shares its forward pass with another
 /// sequence's prompt gives the same logits as each run alone.
 fn check_mixed_prompt_and_decode_rows(arch: TinyArch) {
     let (_dir, path) = tiny_model(arch);
@@ -227,7 +227,7 @@ fn check_mixed_prompt_and_decode_rows(arch: TinyArch) {
         "{arch:?} prompt row"
     );
 
-    // The f32 prompt path agrees with the quantized one up to activation quantisation.
+    // The f32 copies agree with the quantized weights up to activation quantisation.
     let mut q = quantized.new_cache();
     let q0 = logits_of(
         &quantized,

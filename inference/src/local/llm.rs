@@ -43,53 +43,26 @@ impl Architecture {
     }
 }
 
-/// Most bytes of f32 layer weights kept beside the quantized ones for prompt processing.
-const DENSE_PROMPT_WEIGHTS_LIMIT: usize = 1 << 30;
+/// Most bytes of f32 layer weights kept beside the quantized ones.
+const DENSE_WEIGHTS_LIMIT: usize = 1 << 30;
 
-/// A projection: quantized weights, and on CPU an f32 copy for prompt rows.
+/// A projection: quantized weights, and on CPU an f32 copy that is used instead.
 ///
-/// candle's quantized CPU kernels cost the same per row however many rows there are
-/// (and without AVX2 compiled in they are scalar), while f32 GEMM amortises the weights
-/// over many rows. Prompt chunks (two or more tokens of one sequence) therefore go
-/// through the f32 copy and single decode tokens through the quantized weights. The path
-/// depends only on the sequence's own chunk, so a sequence computes the same way
-/// whatever else shares its batch.
+/// candle's quantized CPU kernels cost the same per row however many rows a pass has
+/// (and without AVX2 compiled in they are scalar), so they neither batch nor process
+/// prompts well; f32 GEMM reads the weights once for all rows of a pass. On this
+/// project's machines the f32 copy is about 3x faster for a single decode token and
+/// 6x for prompts, for about four bytes per weight of memory.
 struct Linear {
     quantized: QMatMul,
     dense: Option<Tensor>,
 }
 
-/// Which packed rows take which path in one forward pass.
-enum RowPlan {
-    Quantized,
-    Dense,
-    Mixed {
-        dense_rows: Tensor,
-        quantized_rows: Tensor,
-        /// Puts `[dense results; quantized results]` back in packed order.
-        restore: Tensor,
-    },
-}
-
 impl Linear {
-    fn forward(&self, x: &Tensor, plan: &RowPlan) -> candle_core::Result<Tensor> {
-        let Some(dense) = &self.dense else {
-            return self.quantized.forward(x);
-        };
-        match plan {
-            RowPlan::Quantized => self.quantized.forward(x),
-            RowPlan::Dense => x.matmul(&dense.t()?),
-            RowPlan::Mixed {
-                dense_rows,
-                quantized_rows,
-                restore,
-            } => {
-                let a = x.index_select(dense_rows, 0)?.matmul(&dense.t()?)?;
-                let b = self
-                    .quantized
-                    .forward(&x.index_select(quantized_rows, 0)?)?;
-                Tensor::cat(&[a, b], 0)?.index_select(restore, 0)
-            }
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.dense {
+            Some(dense) => x.matmul(&dense.t()?),
+            None => self.quantized.forward(x),
         }
     }
 }
@@ -208,12 +181,12 @@ pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, File), InferenceErr
     Ok((content, file))
 }
 
-/// Whether prompt rows get f32 copies of the layer weights.
+/// Whether the layer weights get f32 copies for the matrix multiplications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromptWeights {
     /// On CPU, when the copies take at most 1 GiB (the default).
     Auto,
-    /// Quantized weights for every row: exactly candle's `quantized_llama` arithmetic.
+    /// Quantized weights only: exactly candle's `quantized_llama` arithmetic.
     Quantized,
 }
 
@@ -272,7 +245,7 @@ impl Transformer {
             .sum();
         let keep_dense = prompt_weights == PromptWeights::Auto
             && device.is_cpu()
-            && layer_weights * 4 <= DENSE_PROMPT_WEIGHTS_LIMIT;
+            && layer_weights * 4 <= DENSE_WEIGHTS_LIMIT;
         let linear = |q: QTensor| -> Result<Linear, InferenceError> {
             let dense = match keep_dense {
                 true => Some(q.dequantize(device).map_err(candle_err)?),
@@ -367,7 +340,6 @@ impl Transformer {
         let mut ids = Vec::new();
         let mut positions = Vec::new();
         let mut last_rows = Vec::with_capacity(chunks.len());
-        let mut prompt_row = Vec::new();
         for chunk in chunks.iter() {
             if chunk.tokens.is_empty() {
                 candle_core::bail!("a sequence chunk without tokens");
@@ -377,14 +349,9 @@ impl Transformer {
             }
             ids.extend_from_slice(chunk.tokens);
             positions.extend((0..chunk.tokens.len()).map(|i| (chunk.cache.len + i) as u32));
-            prompt_row.extend(std::iter::repeat_n(
-                chunk.tokens.len() > 1,
-                chunk.tokens.len(),
-            ));
             last_rows.push((ids.len() - 1) as u32);
         }
         let total = ids.len();
-        let plan = row_plan(&prompt_row, &self.device)?;
         let ids = Tensor::from_vec(ids, total, &self.device)?;
         let positions = Tensor::from_vec(positions, total, &self.device)?;
         let cos = self.cos.index_select(&positions, 0)?;
@@ -392,13 +359,11 @@ impl Transformer {
         let mut x = self.embedding.index_select(&ids, 0)?;
         for (layer_index, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.shape.rms_eps as f32)?;
-            let attn = self.attention(layer, layer_index, &h, &cos, &sin, &plan, chunks)?;
+            let attn = self.attention(layer, layer_index, &h, &cos, &sin, chunks)?;
             x = (x + attn)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.shape.rms_eps as f32)?;
-            let gate = candle_nn::ops::silu(&layer.gate.forward(&h, &plan)?)?;
-            let mlp = layer
-                .down
-                .forward(&(gate * layer.up.forward(&h, &plan)?)?, &plan)?;
+            let gate = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
+            let mlp = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
             x = (x + mlp)?;
         }
         for chunk in chunks.iter_mut() {
@@ -412,7 +377,6 @@ impl Transformer {
 
     /// Self-attention of one layer for all chunks: projections over the packed rows, then
     /// each sequence attends over its own cache.
-    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         layer: &Layer,
@@ -420,14 +384,13 @@ impl Transformer {
         h: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        plan: &RowPlan,
         chunks: &mut [SequenceChunk<'_>],
     ) -> candle_core::Result<Tensor> {
         let s = &self.shape;
         let total = h.dim(0)?;
         let project =
             |w: &Linear, b: &Option<Tensor>, heads: usize| -> candle_core::Result<Tensor> {
-                let y = w.forward(h, plan)?;
+                let y = w.forward(h)?;
                 let y = match b {
                     Some(b) => y.broadcast_add(b)?,
                     None => y,
@@ -486,7 +449,7 @@ impl Transformer {
         let y = Tensor::cat(&outputs, 2)?
             .transpose(1, 2)?
             .reshape((total, s.n_head * s.head_dim))?;
-        layer.wo.forward(&y, plan)
+        layer.wo.forward(&y)
     }
 
     fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
@@ -496,33 +459,6 @@ impl Transformer {
             Architecture::Qwen2 => candle_nn::rotary_emb::rope(x, cos, sin),
         }
     }
-}
-
-/// Which rows take the f32 path: the rows of prompt chunks.
-fn row_plan(prompt_row: &[bool], device: &Device) -> candle_core::Result<RowPlan> {
-    let dense: Vec<u32> = (0..prompt_row.len() as u32)
-        .filter(|&i| prompt_row[i as usize])
-        .collect();
-    if dense.is_empty() {
-        return Ok(RowPlan::Quantized);
-    }
-    if dense.len() == prompt_row.len() {
-        return Ok(RowPlan::Dense);
-    }
-    let quantized: Vec<u32> = (0..prompt_row.len() as u32)
-        .filter(|&i| !prompt_row[i as usize])
-        .collect();
-    // Row r sits at position restore[r] of [dense rows; quantized rows].
-    let mut restore = vec![0u32; prompt_row.len()];
-    for (at, &row) in dense.iter().chain(&quantized).enumerate() {
-        restore[row as usize] = at as u32;
-    }
-    let (n, d, q) = (prompt_row.len(), dense.len(), quantized.len());
-    Ok(RowPlan::Mixed {
-        dense_rows: Tensor::from_vec(dense, d, device)?,
-        quantized_rows: Tensor::from_vec(quantized, q, device)?,
-        restore: Tensor::from_vec(restore, n, device)?,
-    })
 }
 
 /// Additive mask for `n` new tokens after `past` cached ones: a token sees the cache and
