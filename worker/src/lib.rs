@@ -6,6 +6,7 @@
 pub mod bench;
 mod committer;
 pub mod deliveries;
+pub mod inference;
 pub mod jobs;
 pub mod metrics;
 pub mod queue;
