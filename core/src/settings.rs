@@ -414,6 +414,28 @@ fn default_models_dir() -> PathBuf {
         .join(".cache/wxpilot/models")
 }
 
+/// The WeChat Official Account API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WechatSettings {
+    /// Where API calls go: WeChat itself, a regional endpoint, a proxy, or the simulator.
+    pub api_base_url: String,
+    /// Seconds before one API call gives up.
+    pub timeout_secs: u64,
+    /// Prefix of the shared access-token keys in Redis (one store for every replica).
+    pub token_prefix: String,
+}
+
+impl Default for WechatSettings {
+    fn default() -> Self {
+        Self {
+            api_base_url: "https://api.weixin.qq.com".into(),
+            timeout_secs: 10,
+            token_prefix: "wxpilot:wechat-token".into(),
+        }
+    }
+}
+
 /// Everything wxpilot reads at start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -447,6 +469,8 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// Models and the inference server.
     pub inference: InferenceSettings,
+    /// The WeChat Official Account API.
+    pub wechat: WechatSettings,
 }
 
 impl Default for Settings {
@@ -466,6 +490,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             jobs: JobSettings::default(),
             inference: InferenceSettings::default(),
+            wechat: WechatSettings::default(),
         }
     }
 }

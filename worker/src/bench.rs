@@ -101,6 +101,7 @@ pub async fn run_jobs(mut settings: Settings, bench: JobBench) -> anyhow::Result
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let actor = Actor::cli(&tenant.id);
 
+    let services = crate::Services::without_models(&settings, Arc::new(settings.secret_box()?))?;
     let shutdown = CancellationToken::new();
     let mut consumers = Vec::new();
     let mut runtimes = Vec::new();
@@ -111,6 +112,7 @@ pub async fn run_jobs(mut settings: Settings, bench: JobBench) -> anyhow::Result
             queue.clone(),
             handlers(),
             format!("{}-bench{i}", crate::worker_name()),
+            services.clone(),
         );
         consumers.push(tokio::spawn({
             let queue = queue.clone();

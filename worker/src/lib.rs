@@ -11,10 +11,12 @@ pub mod jobs;
 pub mod metrics;
 pub mod queue;
 pub mod runtime;
+pub mod services;
 pub mod sweeper;
 
 pub use queue::{JobMessage, JobQueue};
 pub use runtime::{JobContext, JobError, JobHandler, JobOutput, Runtime};
+pub use services::{Services, WechatGateway};
 
 use std::sync::Arc;
 
@@ -45,7 +47,8 @@ pub fn worker_name() -> String {
 }
 
 /// Runs the workers, the sweeper and the webhook sender until `shutdown` fires, then
-/// stops taking jobs and lets running ones finish within the grace period.
+/// stops taking jobs and lets running ones finish within the grace period. Job kinds get
+/// the models and WeChat access `settings` describe.
 pub async fn run(
     settings: Arc<Settings>,
     db: DatabaseConnection,
@@ -53,12 +56,26 @@ pub async fn run(
     queue: JobQueue,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let services = Services::from_settings(&settings, secrets).await?;
+    run_with(settings, db, services, queue, shutdown).await
+}
+
+/// [`run`] with the services given (tests pass a scripted model and the simulator).
+pub async fn run_with(
+    settings: Arc<Settings>,
+    db: DatabaseConnection,
+    services: Services,
+    queue: JobQueue,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let secrets = services.secrets.clone();
     let runtime = Runtime::new(
         settings.clone(),
         db.clone(),
         queue.clone(),
         handlers(),
         worker_name(),
+        services,
     );
     tracing::info!(worker = %runtime.worker(), backend = queue.backend_name(), "job worker starting");
     let sweeper = tokio::spawn(sweeper::run(runtime.clone(), shutdown.clone()));

@@ -20,6 +20,7 @@ use wxpilot_core::jobs::store::{self, AfterFailure, Claim, Lease, Success};
 
 use crate::committer::{ClaimTerms, Committer};
 use crate::queue::JobQueue;
+use crate::services::Services;
 
 /// How an attempt went wrong.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -81,6 +82,7 @@ pub struct JobContext {
     pub attempt: u32,
     db: DatabaseConnection,
     worker: Arc<str>,
+    services: Services,
 }
 
 impl JobContext {
@@ -96,6 +98,11 @@ impl JobContext {
     /// The database, for kinds that read or write their own tables.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Models, the WeChat API and the secret box.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 }
 
@@ -114,6 +121,7 @@ struct Inner {
     tracker: TaskTracker,
     hard_stop: CancellationToken,
     committer: Committer,
+    services: Services,
 }
 
 /// The job runtime of one worker process. Cheap to clone.
@@ -129,6 +137,7 @@ impl Runtime {
         queue: JobQueue,
         handlers: Vec<Arc<dyn JobHandler>>,
         worker: String,
+        services: Services,
     ) -> Self {
         let kinds = handlers
             .into_iter()
@@ -168,6 +177,7 @@ impl Runtime {
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             committer,
+            services,
         }))
     }
 
@@ -286,6 +296,7 @@ impl Runtime {
             attempt,
             db: self.0.db.clone(),
             worker: self.0.worker.clone(),
+            services: self.0.services.clone(),
         };
         let cancel = CancellationToken::new();
         let lost = CancellationToken::new();

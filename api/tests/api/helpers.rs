@@ -86,15 +86,28 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn(backend, false, adjust).await
+    spawn(backend, false, adjust, None).await
 }
+
+/// Makes the job services of a test app (a scripted model, the simulator's URL).
+pub type MakeServices = Box<dyn FnOnce(&Settings, Arc<SecretBox>) -> wxpilot_worker::Services>;
 
 /// The app with a job worker in the same process (like `wxpilot serve`).
 pub async fn spawn_app_with_worker(
     backend: Backend,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    spawn(backend, true, adjust).await
+    spawn(backend, true, adjust, None).await
+}
+
+/// The app with an in-process worker whose jobs get the services `make` builds.
+#[allow(dead_code)] // for the feature tests that script a model or point at the simulator
+pub async fn spawn_app_with_services(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+    make: MakeServices,
+) -> TestApp {
+    spawn(backend, true, adjust, Some(make)).await
 }
 
 /// Settings for a test app on a fresh database; Postgres apps queue on the shared Redis
@@ -122,7 +135,12 @@ pub async fn test_settings(
     (settings, sqlite_path)
 }
 
-async fn spawn(backend: Backend, with_worker: bool, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+async fn spawn(
+    backend: Backend,
+    with_worker: bool,
+    adjust: impl FnOnce(&mut Settings),
+    make_services: Option<MakeServices>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut settings, sqlite_path) = test_settings(backend, dir.path()).await;
     adjust(&mut settings);
@@ -142,10 +160,16 @@ async fn spawn(backend: Backend, with_worker: bool, adjust: impl FnOnce(&mut Set
     };
     let shutdown = CancellationToken::new();
     let worker = with_worker.then(|| {
-        tokio::spawn(wxpilot_worker::run(
+        // No model files are loaded unless a test asks for them.
+        let services = match make_services {
+            Some(make) => make(&settings, deps.secrets.clone()),
+            None => wxpilot_worker::Services::without_models(&settings, deps.secrets.clone())
+                .expect("services"),
+        };
+        tokio::spawn(wxpilot_worker::run_with(
             Arc::new(settings.clone()),
             deps.db.clone(),
-            deps.secrets.clone(),
+            services,
             deps.queue.clone(),
             shutdown.clone(),
         ))

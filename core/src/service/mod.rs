@@ -57,6 +57,15 @@ impl Actor {
         }
     }
 
+    /// A background job acting for `tenant_id` (as an owner: it does what a person's
+    /// request already authorised).
+    pub fn system(tenant_id: &str) -> Self {
+        Self {
+            subject: "worker".into(),
+            ..Self::cli(tenant_id)
+        }
+    }
+
     /// Fails with 403 unless the actor's role and scopes allow `access` to `area`.
     pub fn require(&self, area: Area, access: Access) -> ServiceResult<()> {
         access::check(self.role, &self.scopes, area, access)
