@@ -6,18 +6,10 @@
 
 pub mod api_key;
 pub mod audit_event;
-pub mod brand_voice;
-pub mod callback_dedup;
 pub mod campaign;
-pub mod content;
-pub mod content_version;
-pub mod conversation_message;
 pub mod enums;
-pub mod follower;
 pub mod interaction;
 pub mod job;
-pub mod keyword_rule;
-pub mod knowledge_entry;
 pub mod official_account;
 pub mod recommendation;
 pub mod recommendation_item;
