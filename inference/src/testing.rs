@@ -268,14 +268,16 @@ impl Backend for ScriptedBackend {
     }
 
     fn models(&self) -> Vec<ModelInfo> {
+        // Embedding first, as the local backend lists them, so that code picking "the chat
+        // model" has to look at the kind.
         vec![
-            ModelInfo {
-                id: self.chat_model.clone(),
-                kind: ModelKind::Chat,
-            },
             ModelInfo {
                 id: self.embedding_model.clone(),
                 kind: ModelKind::Embedding,
+            },
+            ModelInfo {
+                id: self.chat_model.clone(),
+                kind: ModelKind::Chat,
             },
         ]
     }

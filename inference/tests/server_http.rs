@@ -214,6 +214,11 @@ async fn streaming_sends_chunks_then_done() {
             .iter()
             .all(|c| c["object"] == "chat.completion.chunk")
     );
+    // Chunks name the chat model, never the embedding model the backend also serves.
+    assert!(
+        chunks.iter().all(|c| c["model"] == "scripted-chat"),
+        "{chunks:?}"
+    );
     server.stop().await;
 }
 
@@ -273,7 +278,7 @@ async fn embeddings_and_models() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec!["scripted-chat", "scripted-embedding"]);
+    assert_eq!(ids, vec!["scripted-embedding", "scripted-chat"]);
     server.stop().await;
 }
 

@@ -22,7 +22,7 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use crate::types::{Backend, GenerateEvent, InferenceError};
+use crate::types::{Backend, GenerateEvent, InferenceError, ModelKind};
 use metrics::InferenceMetrics;
 use wire::{ChatCompletionBody, EmbeddingBody};
 
@@ -260,7 +260,14 @@ async fn chat_completions_inner(
     let fallback_model = generate
         .model
         .clone()
-        .or_else(|| state.backend.models().first().map(|m| m.id.clone()))
+        .or_else(|| {
+            state
+                .backend
+                .models()
+                .into_iter()
+                .find(|m| m.kind == ModelKind::Chat)
+                .map(|m| m.id)
+        })
         .unwrap_or_default();
     // Start before answering 200, so that overload and bad requests get their status.
     let tokens = state.backend.generate_stream(generate).await?;

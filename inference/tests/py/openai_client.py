@@ -16,7 +16,7 @@ def main() -> int:
     client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
 
     models = [m.id for m in client.models.list()]
-    assert models == ["scripted-chat", "scripted-embedding"], models
+    assert models == ["scripted-embedding", "scripted-chat"], models
     print("models ok")
 
     chat = client.chat.completions.create(
