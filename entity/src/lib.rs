@@ -6,10 +6,15 @@
 
 pub mod api_key;
 pub mod audit_event;
+pub mod callback_dedup;
 pub mod campaign;
+pub mod conversation_message;
 pub mod enums;
+pub mod follower;
 pub mod interaction;
 pub mod job;
+pub mod keyword_rule;
+pub mod knowledge_entry;
 pub mod official_account;
 pub mod recommendation;
 pub mod recommendation_item;

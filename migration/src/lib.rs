@@ -8,6 +8,7 @@ mod m20261203_000001_foundation;
 mod m20261203_000002_jobs;
 mod m20261203_000003_job_trace;
 mod m20261204_000002_recommendation;
+mod m20261204_000010_customer_service;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_jobs::Migration),
             Box::new(m20261203_000003_job_trace::Migration),
             Box::new(m20261204_000002_recommendation::Migration),
+            Box::new(m20261204_000010_customer_service::Migration),
         ]
     }
 }
