@@ -66,6 +66,16 @@ enum Command {
     /// Accuracy evaluations on public benchmark data (run scripts/fetch-data.sh first).
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// The models: `inference serve` runs the OpenAI-compatible inference server.
+    #[command(subcommand)]
+    Inference(InferenceCommand),
+}
+
+/// Inference commands.
+#[derive(Subcommand)]
+enum InferenceCommand {
+    /// Serve the models over an OpenAI-compatible API (`[inference.server]`) until SIGTERM.
+    Serve,
 }
 
 /// What WeChat sends with every callback.
@@ -408,6 +418,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Serve => serve(settings, Halves::Both).await,
                 Command::Api => serve(settings, Halves::Api).await,
                 Command::Worker => serve(settings, Halves::Worker).await,
+                Command::Inference(InferenceCommand::Serve) => {
+                    wxpilot_worker::inference::serve(&settings.inference).await
+                }
                 Command::Migrate { status } => migrate(settings, status).await,
                 Command::Tenant(TenantCommand::Create(args)) => tenant_create(settings, args).await,
                 Command::Apikey(ApiKeyCommand::Create(args)) => apikey_create(settings, args).await,

@@ -6,8 +6,11 @@
 
 pub mod api_key;
 pub mod audit_event;
+pub mod brand_voice;
 pub mod callback_dedup;
 pub mod campaign;
+pub mod content;
+pub mod content_version;
 pub mod conversation_message;
 pub mod enums;
 pub mod follower;
