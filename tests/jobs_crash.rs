@@ -34,6 +34,8 @@ fn command(args: &[&str], env: &[(&str, String)]) -> Command {
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // These tests move jobs and requests, not models: skip loading them.
+        .env("WXPILOT_INFERENCE__LOCAL__ENABLED", "false")
         .env("WXPILOT_LOG__FILTER", "warn")
         .env("WXPILOT_JOBS__LEASE_SECS", "2")
         .env("WXPILOT_JOBS__SWEEP_INTERVAL_MS", "200")

@@ -31,6 +31,8 @@ fn command(args: &[&str], data: &str) -> Command {
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // These tests move jobs and requests, not models: skip loading them.
+        .env("WXPILOT_INFERENCE__LOCAL__ENABLED", "false")
         .env("WXPILOT_DATA_DIR", data)
         .env("WXPILOT_LOG__FILTER", "info,sqlx=warn,sea_orm=warn")
         .env("WXPILOT_HTTP__SHUTDOWN_TIMEOUT_SECS", "10")
