@@ -74,7 +74,8 @@ The settings file. `listen` and `data_dir` are fixed by the chart; the rest come
 */}}
 {{- define "wxpilot.configToml" -}}
 {{- $jobs := dict "metrics_listen" (printf "0.0.0.0:%d" (int .Values.worker.metricsPort)) -}}
-{{- $fixed := dict "listen" (printf "0.0.0.0:%d" (int .Values.api.containerPort)) "data_dir" "/var/lib/wxpilot" "jobs" $jobs -}}
+{{- $inference := dict "server" (dict "listen" (printf "0.0.0.0:%d" (int .Values.inference.containerPort))) -}}
+{{- $fixed := dict "listen" (printf "0.0.0.0:%d" (int .Values.api.containerPort)) "data_dir" "/var/lib/wxpilot" "jobs" $jobs "inference" $inference -}}
 {{- $all := merge $fixed (deepCopy .Values.config) -}}
 # wxpilot settings, rendered by the Helm chart (keys: core/src/settings.rs).
 {{ include "wxpilot.tomlTable" (dict "prefix" "" "table" $all) | trimPrefix "\n" }}
