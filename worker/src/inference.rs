@@ -245,8 +245,10 @@ mod tests {
 
     #[test]
     fn local_paths_resolve_inside_the_models_dir() {
-        let mut settings = InferenceSettings::default();
-        settings.models_dir = "/models".into();
+        let mut settings = InferenceSettings {
+            models_dir: "/models".into(),
+            ..InferenceSettings::default()
+        };
         settings.local.max_batch_size = 7;
         let config = local_config(&settings);
         assert_eq!(
