@@ -31,6 +31,7 @@ Every error is an RFC 9457 `application/problem+json` document.",
         (name = "jobs", description = "Durable background jobs: states, progress, cancel, retry"),
         (name = "webhooks", description = "Signed job events to the tenant's endpoints"),
         (name = "usage", description = "What the tenant consumed"),
+        (name = "forecasts", description = "Daily account metrics and their forecasts"),
         (name = "operations", description = "Health, readiness and metrics")
     )
 )]

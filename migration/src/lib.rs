@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261203_000001_foundation;
 mod m20261203_000002_jobs;
 mod m20261203_000003_job_trace;
+mod m20261204_000001_metrics_forecasts;
 mod m20261204_000020_contents;
 mod m20261204_000002_recommendation;
 mod m20261204_000010_customer_service;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_foundation::Migration),
             Box::new(m20261203_000002_jobs::Migration),
             Box::new(m20261203_000003_job_trace::Migration),
+            Box::new(m20261204_000001_metrics_forecasts::Migration),
             Box::new(m20261204_000002_recommendation::Migration),
             Box::new(m20261204_000010_customer_service::Migration),
             Box::new(m20261204_000020_contents::Migration),

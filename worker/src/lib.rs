@@ -26,7 +26,10 @@ use wxpilot_core::{SecretBox, Settings};
 
 /// Every job kind this build knows.
 pub fn handlers() -> Vec<Arc<dyn JobHandler>> {
-    vec![Arc::new(jobs::ping::Ping)]
+    vec![
+        Arc::new(jobs::ping::Ping),
+        Arc::new(jobs::forecast::Forecast),
+    ]
 }
 
 /// A unique name for this worker process: host, pid and a random suffix, so that two

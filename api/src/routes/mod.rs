@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod campaigns;
+pub mod forecasts;
 pub mod health;
 pub mod jobs;
 pub mod usage;
@@ -35,6 +36,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(campaigns::get)
                 .service(campaigns::update)
                 .service(campaigns::delete)
+                .service(forecasts::upload_metrics)
+                .service(forecasts::create)
+                .service(forecasts::get)
                 .service(users::create)
                 .service(users::list)
                 .service(users::get)

@@ -10,6 +10,7 @@ mod accounts;
 mod auth;
 mod bad_input;
 mod campaigns;
+mod forecasts;
 mod hardening;
 mod isolation;
 mod jobs;

@@ -1,3 +1,4 @@
 //! Job kinds, one file each.
 
+pub mod forecast;
 pub mod ping;
