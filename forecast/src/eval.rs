@@ -42,9 +42,9 @@ pub enum EvalError {
     },
 }
 
-/// Where the data sets live: `$WXPILOT_DATA_DIR`, else `$HOME/.cache/wxpilot/data`.
+/// Where the data sets live: `$WXPILOT_DATASETS_DIR`, else `$HOME/.cache/wxpilot/data`.
 pub fn default_data_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WXPILOT_DATA_DIR") {
+    if let Some(dir) = std::env::var_os("WXPILOT_DATASETS_DIR") {
         return PathBuf::from(dir);
     }
     let home = std::env::var_os("HOME")
