@@ -29,6 +29,7 @@ pub fn handlers() -> Vec<Arc<dyn JobHandler>> {
     vec![
         Arc::new(jobs::ping::Ping),
         Arc::new(jobs::forecast::Forecast),
+        Arc::new(jobs::generate::Generate),
     ]
 }
 

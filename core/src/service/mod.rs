@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod campaigns;
 pub mod forecasts;
+pub mod contents;
 pub mod jobs;
 pub mod login;
 pub mod metrics;
