@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod usage;
 pub mod users;
 pub mod webhooks;
+pub mod wechat_callback;
 
 use actix_web::HttpResponse;
 use actix_web::http::header;
@@ -20,6 +21,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Registers every documented route.
 pub fn configure(cfg: &mut ServiceConfig) {
+    // The WeChat callback stays out of the OpenAPI document: WeChat calls it, not clients.
+    cfg.map(|c| c.configure(wechat_callback::configure));
     cfg.service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)

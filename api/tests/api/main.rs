@@ -18,3 +18,4 @@ mod operations;
 mod secrets;
 mod users_and_keys;
 mod webhooks;
+mod wechat_callback;

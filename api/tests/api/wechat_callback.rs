@@ -1,0 +1,310 @@
+//! The WeChat callback: URL verification, safe-mode messages answered from keyword rules
+//! and the FAQ in the same HTTP answer, retries deduplicated, forged requests rejected.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, Set};
+use wxpilot_entity::{keyword_rule, knowledge_entry};
+use wxpilot_wechat::{MessageCrypt, XmlLimits, parse_envelope, parse_fields, url_signature};
+
+use crate::both;
+use crate::helpers::*;
+
+const TOKEN: &str = "spamtest";
+const APP_ID: &str = "wx5823bf96d3bd56c7";
+const NONCE: &str = "1320562132";
+const OPENID: &str = "oUser000000000000000000000001";
+
+/// An account of a fresh tenant; returns (tenant id, account id).
+async fn account(app: &TestApp) -> (String, String) {
+    let t = app.tenant("Callback").await;
+    let acc = app.create_account(&t.owner_key, APP_ID).await;
+    (t.id, acc["id"].as_str().unwrap().to_owned())
+}
+
+fn crypt() -> MessageCrypt {
+    MessageCrypt::new(TOKEN, AES_KEY, APP_ID).unwrap()
+}
+
+fn text_xml(content: &str, msg_id: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>\
+         <FromUserName><![CDATA[{OPENID}]]></FromUserName>\
+         <CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType>\
+         <Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>",
+        Utc::now().timestamp()
+    )
+}
+
+/// Posts `xml` in safe mode, signed as WeChat would; `forge` spoils the msg_signature.
+async fn post_safe(app: &TestApp, account_id: &str, xml: &str, forge: bool) -> reqwest::Response {
+    let ts = Utc::now().timestamp().to_string();
+    let enc = crypt().encrypt_reply(xml, &ts, NONCE).unwrap();
+    let body = format!(
+        "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><Encrypt><![CDATA[{}]]></Encrypt></xml>",
+        enc.encrypt
+    );
+    let msg_signature = if forge {
+        "0".repeat(40)
+    } else {
+        enc.msg_signature
+    };
+    app.client
+        .post(app.url(&format!("/wechat/{account_id}")))
+        .query(&[
+            ("signature", url_signature(TOKEN, &ts, NONCE)),
+            ("timestamp", ts),
+            ("nonce", NONCE.to_owned()),
+            ("encrypt_type", "aes".to_owned()),
+            ("msg_signature", msg_signature),
+        ])
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Decrypts a safe-mode passive reply and returns its `Content`.
+async fn reply_content(res: reqwest::Response) -> String {
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    let limits = XmlLimits::default();
+    let fields = parse_fields(body.as_bytes(), &limits).unwrap();
+    let envelope = parse_envelope(body.as_bytes(), &limits).unwrap();
+    let xml = crypt()
+        .decrypt_message(
+            fields.get("MsgSignature").unwrap(),
+            fields.get("TimeStamp").unwrap(),
+            fields.get("Nonce").unwrap(),
+            &envelope.encrypt,
+        )
+        .unwrap();
+    let reply = parse_fields(xml.as_bytes(), &limits).unwrap();
+    assert_eq!(reply.get("ToUserName"), Some(OPENID));
+    assert_eq!(reply.get("MsgType"), Some("text"));
+    reply.get("Content").unwrap().to_owned()
+}
+
+async fn add_faq(app: &TestApp, tenant_id: &str, account_id: &str, q: &str, a: &str) {
+    knowledge_entry::ActiveModel {
+        id: Set(wxpilot_core::ids::new_id()),
+        tenant_id: Set(tenant_id.to_owned()),
+        account_id: Set(account_id.to_owned()),
+        kind: Set("faq".into()),
+        question: Set(q.into()),
+        answer: Set(a.into()),
+        alternatives: Set(serde_json::json!([])),
+        created_at: Set(Utc::now()),
+        updated_at: Set(Utc::now()),
+    }
+    .insert(&app.db)
+    .await
+    .unwrap();
+}
+
+async fn url_verification(app: TestApp) {
+    let (_, id) = account(&app).await;
+    let ts = Utc::now().timestamp().to_string();
+    let good = app
+        .client
+        .get(app.url(&format!("/wechat/{id}")))
+        .query(&[
+            ("signature", url_signature(TOKEN, &ts, NONCE)),
+            ("timestamp", ts.clone()),
+            ("nonce", NONCE.to_owned()),
+            ("echostr", "echo-4711".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 200);
+    assert!(
+        good.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(good.text().await.unwrap(), "echo-4711");
+
+    let bad = app
+        .client
+        .get(app.url(&format!("/wechat/{id}")))
+        .query(&[
+            ("signature", "0".repeat(40)),
+            ("timestamp", ts.clone()),
+            ("nonce", NONCE.to_owned()),
+            ("echostr", "echo-4711".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+
+    let unknown = app
+        .client
+        .get(app.url("/wechat/01JAAAAAAAAAAAAAAAAAAAAAAA"))
+        .query(&[
+            ("signature", url_signature(TOKEN, &ts, NONCE)),
+            ("timestamp", ts),
+            ("nonce", NONCE.to_owned()),
+            ("echostr", "x".to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+both!(url_verification);
+
+async fn faq_answered_in_the_same_answer_once(app: TestApp) {
+    let (tenant, id) = account(&app).await;
+    add_faq(
+        &app,
+        &tenant,
+        &id,
+        "怎么退货",
+        "签收后七天内在订单页申请售后。",
+    )
+    .await;
+    add_faq(&app, &tenant, &id, "营业时间是几点", "每天十点到晚上十点。").await;
+
+    let xml = text_xml("请问怎么退货？", "6054768590064713728");
+    let first = post_safe(&app, &id, &xml, false).await;
+    assert_eq!(reply_content(first).await, "签收后七天内在订单页申请售后。");
+    // WeChat's two retries of the same MsgId: handled once, answered once.
+    for _ in 0..2 {
+        let again = post_safe(&app, &id, &xml, false).await;
+        assert_eq!(again.status(), 200);
+        assert_eq!(again.text().await.unwrap(), "success");
+    }
+    assert_eq!(app.count("followers").await, 1);
+    // One inbound message and one passive answer.
+    assert_eq!(app.count("conversation_messages").await, 2);
+}
+both!(faq_answered_in_the_same_answer_once);
+
+async fn keyword_rule_wins_over_faq(app: TestApp) {
+    let (tenant, id) = account(&app).await;
+    add_faq(
+        &app,
+        &tenant,
+        &id,
+        "怎么退货",
+        "签收后七天内在订单页申请售后。",
+    )
+    .await;
+    keyword_rule::ActiveModel {
+        id: Set(wxpilot_core::ids::new_id()),
+        tenant_id: Set(tenant.clone()),
+        account_id: Set(id.clone()),
+        kind: Set("contains".into()),
+        pattern: Set("退货".into()),
+        reply: Set("退货请联系客服电话 400-000-0000。".into()),
+        priority: Set(10),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&app.db)
+    .await
+    .unwrap();
+    let res = post_safe(
+        &app,
+        &id,
+        &text_xml("怎么退货", "6054768590064713729"),
+        false,
+    )
+    .await;
+    assert_eq!(
+        reply_content(res).await,
+        "退货请联系客服电话 400-000-0000。"
+    );
+}
+both!(keyword_rule_wins_over_faq);
+
+async fn unrelated_question_answers_success(app: TestApp) {
+    let (tenant, id) = account(&app).await;
+    add_faq(
+        &app,
+        &tenant,
+        &id,
+        "怎么退货",
+        "签收后七天内在订单页申请售后。",
+    )
+    .await;
+    let res = post_safe(
+        &app,
+        &id,
+        &text_xml("你们的老板是谁", "6054768590064713730"),
+        false,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "success");
+    // Stored, even though not answered passively.
+    assert_eq!(app.count("conversation_messages").await, 1);
+}
+both!(unrelated_question_answers_success);
+
+async fn forged_and_hostile_bodies_are_rejected(app: TestApp) {
+    let (tenant, id) = account(&app).await;
+    add_faq(
+        &app,
+        &tenant,
+        &id,
+        "怎么退货",
+        "签收后七天内在订单页申请售后。",
+    )
+    .await;
+    let forged = post_safe(
+        &app,
+        &id,
+        &text_xml("怎么退货", "6054768590064713731"),
+        true,
+    )
+    .await;
+    assert_eq!(forged.status(), 401);
+
+    let ts = Utc::now().timestamp().to_string();
+    let doctype = app
+        .client
+        .post(app.url(&format!("/wechat/{id}")))
+        .query(&[
+            ("signature", url_signature(TOKEN, &ts, NONCE)),
+            ("timestamp", ts.clone()),
+            ("nonce", NONCE.to_owned()),
+            ("encrypt_type", "aes".to_owned()),
+            ("msg_signature", "0".repeat(40)),
+        ])
+        .body("<!DOCTYPE xml [<!ENTITY x \"y\">]><xml><Encrypt>&x;</Encrypt></xml>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doctype.status(), 400);
+
+    // A replayed delivery from an hour ago, correctly signed for its time.
+    let old = (Utc::now().timestamp() - 3600).to_string();
+    let enc = crypt()
+        .encrypt_reply(&text_xml("怎么退货", "6054768590064713732"), &old, NONCE)
+        .unwrap();
+    let stale = app
+        .client
+        .post(app.url(&format!("/wechat/{id}")))
+        .query(&[
+            ("signature", url_signature(TOKEN, &old, NONCE)),
+            ("timestamp", old),
+            ("nonce", NONCE.to_owned()),
+            ("encrypt_type", "aes".to_owned()),
+            ("msg_signature", enc.msg_signature),
+        ])
+        .body(format!(
+            "<xml><Encrypt><![CDATA[{}]]></Encrypt></xml>",
+            enc.encrypt
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+
+    assert_eq!(app.count("conversation_messages").await, 0);
+    assert_eq!(app.count("followers").await, 0);
+    assert_eq!(app.count("callback_dedup").await, 0);
+}
+both!(forged_and_hostile_bodies_are_rejected);
