@@ -2,8 +2,8 @@
 //! and the FAQ in the same HTTP answer, retries deduplicated, forged requests rejected.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, Set};
-use wxpilot_entity::{keyword_rule, knowledge_entry};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use wxpilot_entity::{follower, keyword_rule, knowledge_entry};
 use wxpilot_wechat::{MessageCrypt, XmlLimits, parse_envelope, parse_fields, url_signature};
 
 use crate::both;
@@ -308,3 +308,60 @@ async fn forged_and_hostile_bodies_are_rejected(app: TestApp) {
     assert_eq!(app.count("callback_dedup").await, 0);
 }
 both!(forged_and_hostile_bodies_are_rejected);
+
+fn event_xml(event: &str, create_time: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>\
+         <FromUserName><![CDATA[{OPENID}]]></FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+         <Event><![CDATA[{event}]]></Event></xml>"
+    )
+}
+
+async fn subscribe_welcomes_and_unsubscribe_marks(app: TestApp) {
+    let (_, id) = account(&app).await;
+    let now = Utc::now().timestamp();
+    let res = post_safe(&app, &id, &event_xml("subscribe", now), false).await;
+    assert_eq!(reply_content(res).await, "感谢关注！");
+    let subscribed = follower::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(subscribed.subscribed);
+    assert_eq!(
+        subscribed.last_message_at, None,
+        "an event is not a message"
+    );
+
+    let res = post_safe(&app, &id, &event_xml("unsubscribe", now + 1), false).await;
+    assert_eq!(res.text().await.unwrap(), "success");
+    let gone = follower::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!gone.subscribed);
+    assert_eq!(app.count("followers").await, 1);
+}
+both!(subscribe_welcomes_and_unsubscribe_marks);
+
+async fn safe_account_refuses_plain_bodies(app: TestApp) {
+    let (_, id) = account(&app).await;
+    let ts = Utc::now().timestamp().to_string();
+    let res = app
+        .client
+        .post(app.url(&format!("/wechat/{id}")))
+        .query(&[
+            ("signature", url_signature(TOKEN, &ts, NONCE)),
+            ("timestamp", ts),
+            ("nonce", NONCE.to_owned()),
+        ])
+        .body(text_xml("怎么退货", "6054768590064713733"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(app.count("conversation_messages").await, 0);
+}
+both!(safe_account_refuses_plain_bodies);
