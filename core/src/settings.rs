@@ -436,6 +436,16 @@ impl Default for WechatSettings {
     }
 }
 
+/// `WXPILOT_…` variables that are not settings: the config file path, where the scripts
+/// keep models and data sets, and the test suite's switches. They are never read as keys.
+const NOT_SETTINGS: &[&str] = &[
+    "CONFIG",
+    "MODELS_DIR",
+    "DATASETS_DIR",
+    "REQUIRE_MODELS",
+    "REQUIRE_PY_OPENAI",
+];
+
 /// Everything wxpilot reads at start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -534,7 +544,7 @@ impl Settings {
         }
         Ok(figment
             .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
-            .merge(Env::prefixed("WXPILOT_").ignore(&["CONFIG"]).split("__")))
+            .merge(Env::prefixed("WXPILOT_").ignore(NOT_SETTINGS).split("__")))
     }
 
     /// The database URL in effect.
@@ -682,6 +692,23 @@ mod tests {
             assert_eq!(s.http.shutdown_timeout_secs, 7);
             assert!(!s.uses_sqlite());
             assert!(!format!("{s:?}").contains("pw@"), "secrets must not print");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn script_variables_are_not_settings_but_typos_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("WXPILOT_MODELS_DIR", "/models");
+            jail.set_env("WXPILOT_DATASETS_DIR", "/data");
+            jail.set_env("WXPILOT_REQUIRE_MODELS", "1");
+            jail.set_env("WXPILOT_REQUIRE_PY_OPENAI", "1");
+            assert!(Settings::load(None).is_ok());
+            jail.set_env("WXPILOT_LISSEN", "127.0.0.1:1");
+            assert!(
+                Settings::load(None).is_err(),
+                "an unknown WXPILOT_ key is refused"
+            );
             Ok(())
         });
     }

@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod forecasts;
 pub mod health;
 pub mod jobs;
+pub mod knowledge;
 pub mod usage;
 pub mod users;
 pub mod webhooks;
@@ -65,6 +66,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(webhooks::update)
                 .service(webhooks::delete)
                 .service(webhooks::deliveries)
+                .service(knowledge::create)
+                .service(knowledge::list)
+                .service(knowledge::get)
+                .service(knowledge::delete)
                 .service(usage::get)
                 .service(usage::set_budget),
         );

@@ -365,3 +365,97 @@ async fn safe_account_refuses_plain_bodies(app: TestApp) {
     assert_eq!(app.count("conversation_messages").await, 0);
 }
 both!(safe_account_refuses_plain_bodies);
+
+async fn knowledge_api_feeds_the_callback_and_is_tenant_scoped(app: TestApp) {
+    let t = app.tenant("Knowledge").await;
+    let id = app.create_account(&t.owner_key, APP_ID).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = serde_json::json!({
+        "question": "怎么退货",
+        "answer": "签收后七天内在订单页申请售后。",
+        "alternatives": ["如何退换货"]
+    });
+    let res = app
+        .post(&format!("/v1/accounts/{id}/knowledge"), &t.owner_key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let entry: serde_json::Value = res.json().await.unwrap();
+    let entry_id = entry["id"].as_str().unwrap().to_owned();
+    assert_eq!(entry["alternatives"], serde_json::json!(["如何退换货"]));
+
+    let got: serde_json::Value = app
+        .get(
+            &format!("/v1/accounts/{id}/knowledge/{entry_id}"),
+            &t.owner_key,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["answer"], "签收后七天内在订单页申请售后。");
+    let page: serde_json::Value = app
+        .get(&format!("/v1/accounts/{id}/knowledge"), &t.owner_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+
+    let res = post_safe(
+        &app,
+        &id,
+        &text_xml("请问怎么退货", "6054768590064713740"),
+        false,
+    )
+    .await;
+    assert_eq!(reply_content(res).await, "签收后七天内在订单页申请售后。");
+
+    // Another tenant sees neither the account's entries nor the entry.
+    let other = app.tenant("Other").await;
+    for path in [
+        format!("/v1/accounts/{id}/knowledge"),
+        format!("/v1/accounts/{id}/knowledge/{entry_id}"),
+    ] {
+        let res = app.get(&path, &other.owner_key).send().await.unwrap();
+        expect_problem(res, 404).await;
+    }
+    let res = app
+        .post(
+            &format!("/v1/accounts/{id}/knowledge"),
+            &other.owner_key,
+            &body,
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 404).await;
+    let res = app
+        .delete(
+            &format!("/v1/accounts/{id}/knowledge/{entry_id}"),
+            &other.owner_key,
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 404).await;
+
+    let res = app
+        .delete(
+            &format!("/v1/accounts/{id}/knowledge/{entry_id}"),
+            &t.owner_key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(app.count("knowledge_entries").await, 0);
+}
+both!(knowledge_api_feeds_the_callback_and_is_tenant_scoped);
