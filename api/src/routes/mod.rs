@@ -8,6 +8,7 @@ pub mod campaigns;
 pub mod forecasts;
 pub mod health;
 pub mod jobs;
+pub mod keyword_rules;
 pub mod knowledge;
 pub mod usage;
 pub mod users;
@@ -70,6 +71,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(knowledge::list)
                 .service(knowledge::get)
                 .service(knowledge::delete)
+                .service(keyword_rules::create)
+                .service(keyword_rules::list)
+                .service(keyword_rules::delete)
                 .service(usage::get)
                 .service(usage::set_budget),
         );

@@ -459,3 +459,68 @@ async fn knowledge_api_feeds_the_callback_and_is_tenant_scoped(app: TestApp) {
     assert_eq!(app.count("knowledge_entries").await, 0);
 }
 both!(knowledge_api_feeds_the_callback_and_is_tenant_scoped);
+
+async fn rules_api_validates_and_feeds_the_callback(app: TestApp) {
+    let t = app.tenant("Rules").await;
+    let id = app.create_account(&t.owner_key, APP_ID).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bad = app
+        .post(
+            &format!("/v1/accounts/{id}/rules"),
+            &t.owner_key,
+            &serde_json::json!({"kind": "regex", "pattern": "(营业", "reply": "x"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(bad, 422).await;
+    let res = app
+        .post(
+            &format!("/v1/accounts/{id}/rules"),
+            &t.owner_key,
+            &serde_json::json!({"kind": "regex", "pattern": "营业.*时间", "reply": "每天 10:00–22:00。", "priority": 5}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let rule: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(rule["kind"], "regex");
+    let rule_id = rule["id"].as_str().unwrap().to_owned();
+
+    let res = post_safe(
+        &app,
+        &id,
+        &text_xml("你们营业的时间？", "6054768590064713750"),
+        false,
+    )
+    .await;
+    assert_eq!(reply_content(res).await, "每天 10:00–22:00。");
+
+    let other = app.tenant("Other").await;
+    let res = app
+        .get(&format!("/v1/accounts/{id}/rules"), &other.owner_key)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 404).await;
+    let page: serde_json::Value = app
+        .get(&format!("/v1/accounts/{id}/rules"), &t.owner_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let res = app
+        .delete(&format!("/v1/accounts/{id}/rules/{rule_id}"), &t.owner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(app.count("keyword_rules").await, 0);
+}
+both!(rules_api_validates_and_feeds_the_callback);

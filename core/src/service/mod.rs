@@ -10,6 +10,7 @@ pub mod campaigns;
 pub mod forecasts;
 pub mod contents;
 pub mod jobs;
+pub mod keyword_rules;
 pub mod knowledge;
 pub mod login;
 pub mod metrics;
