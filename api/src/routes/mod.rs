@@ -6,6 +6,8 @@ pub mod audit;
 pub mod auth;
 pub mod campaigns;
 pub mod forecasts;
+pub mod contents;
+pub mod generations;
 pub mod health;
 pub mod jobs;
 pub mod keyword_rules;
@@ -44,6 +46,13 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(forecasts::upload_metrics)
                 .service(forecasts::create)
                 .service(forecasts::get)
+                .service(generations::create)
+                .service(contents::list)
+                .service(contents::get)
+                .service(contents::update)
+                .service(contents::approve)
+                .service(contents::reject)
+                .service(contents::put_brand_voice)
                 .service(users::create)
                 .service(users::list)
                 .service(users::get)

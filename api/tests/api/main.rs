@@ -11,6 +11,7 @@ mod auth;
 mod bad_input;
 mod campaigns;
 mod forecasts;
+mod contents;
 mod hardening;
 mod isolation;
 mod jobs;
