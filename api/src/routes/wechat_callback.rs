@@ -6,13 +6,15 @@
 //! before anything is stored. Once a request is verified, content problems never give a
 //! 5xx: the answer is a passive reply or `success`, inside [`ANSWER_BUDGET`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    SqlErr,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr,
 };
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -460,8 +462,54 @@ pub fn rule_kind(stored: &str) -> Option<MatchKind> {
     }
 }
 
-/// The account's knowledge base as a BM25 index (embeddings are not used yet).
+/// What identifies the state of an account's knowledge base: entries are never edited in
+/// place (only created and deleted), and ids grow with time, so the count and the largest
+/// id change whenever the set does, on any replica.
+type KnowledgeFingerprint = (i64, Option<String>);
+
+/// Built indexes per account, rebuilt when the fingerprint moves.
+/// A built index and the fingerprint it was built at.
+type CachedIndex = (KnowledgeFingerprint, Arc<KnowledgeIndex>);
+
+static KNOWLEDGE_CACHE: LazyLock<Mutex<HashMap<String, CachedIndex>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+async fn knowledge_fingerprint(
+    db: &DatabaseConnection,
+    account_id: &str,
+) -> anyhow::Result<KnowledgeFingerprint> {
+    let row: Option<KnowledgeFingerprint> = knowledge_entry::Entity::find()
+        .select_only()
+        .column_as(knowledge_entry::Column::Id.count(), "n")
+        .column_as(knowledge_entry::Column::Id.max(), "m")
+        .filter(knowledge_entry::Column::AccountId.eq(account_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(row.unwrap_or((0, None)))
+}
+
+/// The account's knowledge base as a BM25 index (embeddings are not used yet), from the
+/// in-process cache unless the entries changed since it was built.
 async fn load_knowledge(
+    db: &DatabaseConnection,
+    account_id: &str,
+) -> anyhow::Result<Arc<KnowledgeIndex>> {
+    let fingerprint = knowledge_fingerprint(db, account_id).await?;
+    if let Ok(cache) = KNOWLEDGE_CACHE.lock()
+        && let Some((cached, index)) = cache.get(account_id)
+        && *cached == fingerprint
+    {
+        return Ok(Arc::clone(index));
+    }
+    let index = Arc::new(build_knowledge(db, account_id).await?);
+    if let Ok(mut cache) = KNOWLEDGE_CACHE.lock() {
+        cache.insert(account_id.to_owned(), (fingerprint, Arc::clone(&index)));
+    }
+    Ok(index)
+}
+
+async fn build_knowledge(
     db: &DatabaseConnection,
     account_id: &str,
 ) -> anyhow::Result<KnowledgeIndex> {

@@ -457,6 +457,15 @@ async fn knowledge_api_feeds_the_callback_and_is_tenant_scoped(app: TestApp) {
         .unwrap();
     assert_eq!(res.status(), 204);
     assert_eq!(app.count("knowledge_entries").await, 0);
+    // The deleted entry no longer answers (the cached index was rebuilt).
+    let res = post_safe(
+        &app,
+        &id,
+        &text_xml("请问怎么退货", "6054768590064713741"),
+        false,
+    )
+    .await;
+    assert_eq!(res.text().await.unwrap(), "success");
 }
 both!(knowledge_api_feeds_the_callback_and_is_tenant_scoped);
 
