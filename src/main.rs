@@ -342,7 +342,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Openapi { output } => print_openapi(output),
         Command::Wechat(command) => wechat(command).await,
-        Command::Eval(command) => eval::run(command),
         Command::Bench(BenchCommand::Recommend {
             followers,
             items,
@@ -359,6 +358,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             recommend_cli::bench(config, json)
         }
+        Command::Eval(command) => eval::run(command),
         Command::Bench(BenchCommand::Wechat { messages, json }) => {
             let report = bench::run(messages)?;
             if json {

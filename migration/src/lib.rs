@@ -8,9 +8,9 @@ mod m20261203_000001_foundation;
 mod m20261203_000002_jobs;
 mod m20261203_000003_job_trace;
 mod m20261204_000001_metrics_forecasts;
-mod m20261204_000020_contents;
 mod m20261204_000002_recommendation;
 mod m20261204_000010_customer_service;
+mod m20261204_000020_contents;
 
 /// All migrations in order.
 pub struct Migrator;
