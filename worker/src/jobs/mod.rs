@@ -1,5 +1,5 @@
 //! Job kinds, one file each.
 
-pub mod generate;
 pub mod forecast;
+pub mod generate;
 pub mod ping;
