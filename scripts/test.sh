@@ -34,7 +34,7 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
 
 # The chart: lint, render three values sets, validate against Kubernetes 1.33 schemas, and
 # check the binary just built by the tests accepts every setting the chart passes.

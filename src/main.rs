@@ -545,7 +545,17 @@ async fn serve(settings: Settings, role: Halves) -> anyhow::Result<()> {
         tracing::info!(
             "wxpilot API listening on http://{addr} (docs at /docs/, OpenAPI at /openapi.json)"
         );
-        // actix-web stops gracefully on SIGINT/SIGTERM; the worker follows it.
+        // SIGINT/SIGTERM: stop accepting, let what was just accepted be read, then stop
+        // gracefully (in-flight requests get http.shutdown_timeout_secs); the worker follows.
+        let handle = app.handle();
+        let drain = std::time::Duration::from_millis(settings.http.shutdown_drain_ms);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: no new connections; in-flight requests finish");
+            handle.pause().await;
+            tokio::time::sleep(drain).await;
+            handle.stop(true).await;
+        });
         app.run_until_stopped().await.context("HTTP server failed")
     };
     shutdown.cancel();

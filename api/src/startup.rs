@@ -111,7 +111,11 @@ impl Application {
         if let Some(workers) = settings.http.workers {
             server = server.workers(workers.max(1));
         }
-        let server = server.client_request_timeout(Duration::from_secs(30)).run();
+        // Signals are the caller's (`wxpilot serve` stops accepting, drains, then stops).
+        let server = server
+            .client_request_timeout(Duration::from_secs(30))
+            .disable_signals()
+            .run();
         Ok(Self { port, server })
     }
 
@@ -120,7 +124,12 @@ impl Application {
         self.port
     }
 
-    /// Runs until the server stops (SIGINT/SIGTERM stop it gracefully).
+    /// A handle to pause or stop the server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Runs until the server is stopped through its [`handle`](Self::handle).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }

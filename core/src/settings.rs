@@ -65,6 +65,10 @@ pub struct HttpSettings {
     pub workers: Option<usize>,
     /// Seconds to let in-flight requests finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// Milliseconds between no longer accepting connections and starting the graceful
+    /// stop, after SIGTERM: connections accepted just before get their request read and
+    /// served instead of closed unread.
+    pub shutdown_drain_ms: u64,
 }
 
 impl Default for HttpSettings {
@@ -73,6 +77,7 @@ impl Default for HttpSettings {
             body_limit_bytes: 1024 * 1024,
             workers: None,
             shutdown_timeout_secs: 30,
+            shutdown_drain_ms: 1_000,
         }
     }
 }
