@@ -30,6 +30,7 @@ pub fn handlers() -> Vec<Arc<dyn JobHandler>> {
         Arc::new(jobs::ping::Ping),
         Arc::new(jobs::forecast::Forecast),
         Arc::new(jobs::generate::Generate),
+        Arc::new(jobs::sync_metrics::SyncMetrics),
     ]
 }
 

@@ -122,6 +122,39 @@ pub async fn upload_metrics(
     ))
 }
 
+/// Queue a pull of the account's follower figures from WeChat's analytics for a range of
+/// days: `202` with the `sync_metrics` job. It stores `new_followers`, `unfollows` and
+/// `cumulative_followers` per day, 7 days a WeChat call, resuming where a failed attempt
+/// stopped; repeating a sync replaces values and stores no day twice.
+#[utoipa::path(
+    tag = "forecasts",
+    params(
+        ("id" = String, Path, description = "Official account id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe creation: the same key and body give the same job")
+    ),
+    request_body = metrics::SyncRequest,
+    responses((status = 202, description = "Queued; `Location` names the job", body = wxpilot_core::service::jobs::Job)),
+    security(("bearer" = []))
+)]
+#[post("/accounts/{id}/metrics/sync")]
+pub async fn sync_metrics(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    auth: Auth,
+    id: web::Path<String>,
+    body: Json<metrics::SyncRequest>,
+) -> ApiResult<HttpResponse> {
+    let actor = auth.require(Area::Jobs, Access::Write)?;
+    if !accounts::exists(&state.db, actor, &id).await? {
+        return Err(wxpilot_core::ServiceError::NotFound("official account").into());
+    }
+    // WeChat's analytics days are China days (UTC+8).
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    let job = body.0.into_job(&id, today)?;
+    let payload = serde_json::to_value(&job).map_err(|e| ApiError::field("body", e.to_string()))?;
+    accept_job(&state, &req, actor, metrics::SYNC_JOB_KIND, payload).await
+}
+
 /// Queue a forecast of one uploaded metric: `202` with the job; the forecast has the job's id.
 #[utoipa::path(
     tag = "forecasts",

@@ -44,6 +44,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(campaigns::update)
                 .service(campaigns::delete)
                 .service(forecasts::upload_metrics)
+                .service(forecasts::sync_metrics)
                 .service(forecasts::create)
                 .service(forecasts::get)
                 .service(generations::create)

@@ -15,6 +15,7 @@ mod forecasts;
 mod hardening;
 mod isolation;
 mod jobs;
+mod metrics_sync;
 mod operations;
 mod secrets;
 mod users_and_keys;

@@ -108,13 +108,26 @@ pub async fn upload(
             },
         }
     }
-    let now = Utc::now();
     let stored = good.len();
+    upsert(&txn, &actor.tenant_id, account_id, &good).await?;
+    txn.commit().await?;
+    Ok(UploadReport { stored, rejected })
+}
+
+/// Stores checked rows of one account: a day and metric stored again replaces its value.
+/// The caller has checked the account belongs to `tenant_id`.
+pub async fn upsert<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: &str,
+    account_id: &str,
+    rows: &[MetricRow],
+) -> ServiceResult<()> {
+    let now = Utc::now();
     // Bounded batches keep each statement under SQLite's bound-parameter limit.
-    for chunk in good.chunks(500) {
+    for chunk in rows.chunks(500) {
         let models = chunk.iter().map(|row| daily_metric::ActiveModel {
             id: Set(new_id()),
-            tenant_id: Set(actor.tenant_id.clone()),
+            tenant_id: Set(tenant_id.to_owned()),
             account_id: Set(account_id.to_owned()),
             metric: Set(row.metric.clone()),
             date: Set(row.date),
@@ -132,11 +145,34 @@ pub async fn upload(
                 .update_columns([daily_metric::Column::Value, daily_metric::Column::UpdatedAt])
                 .to_owned(),
             )
-            .exec_without_returning(&txn)
+            .exec_without_returning(conn)
             .await?;
     }
-    txn.commit().await?;
-    Ok(UploadReport { stored, rejected })
+    Ok(())
+}
+
+/// How many of `metrics` are stored for each day in `begin..=end`, by day. Scoped by tenant.
+pub async fn stored_days<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: &str,
+    account_id: &str,
+    metrics: &[&str],
+    begin: NaiveDate,
+    end: NaiveDate,
+) -> ServiceResult<std::collections::BTreeMap<NaiveDate, usize>> {
+    let rows = daily_metric::Entity::find()
+        .filter(daily_metric::Column::TenantId.eq(tenant_id))
+        .filter(daily_metric::Column::AccountId.eq(account_id))
+        .filter(daily_metric::Column::Metric.is_in(metrics.iter().copied()))
+        .filter(daily_metric::Column::Date.gte(begin))
+        .filter(daily_metric::Column::Date.lte(end))
+        .all(conn)
+        .await?;
+    let mut days = std::collections::BTreeMap::new();
+    for row in rows {
+        *days.entry(row.date).or_insert(0) += 1;
+    }
+    Ok(days)
 }
 
 /// The stored values of one metric of one account, oldest first. Scoped by tenant.
@@ -181,5 +217,96 @@ mod tests {
         assert!(check_row(&nan).is_err());
         assert!(!valid_metric(""));
         assert!(valid_metric("reads_7d"));
+    }
+}
+
+/// The job kind that pulls an account's follower metrics from WeChat.
+pub const SYNC_JOB_KIND: &str = "sync_metrics";
+
+/// Most days one sync may ask for.
+pub const MAX_SYNC_DAYS: i64 = 366;
+
+/// `POST /v1/accounts/{id}/metrics/sync`: the days to pull from WeChat's analytics.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// First day (`YYYY-MM-DD`).
+    pub begin: NaiveDate,
+    /// Last day, inclusive; at most yesterday (WeChat publishes a day's figures the next day).
+    pub end: NaiveDate,
+}
+
+/// What the `sync_metrics` job is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncJob {
+    /// The account.
+    pub account_id: String,
+    /// First day.
+    pub begin: NaiveDate,
+    /// Last day, inclusive.
+    pub end: NaiveDate,
+}
+
+impl SyncRequest {
+    /// Checks the range against `today` (China time) and makes the job payload.
+    pub fn into_job(self, account_id: &str, today: NaiveDate) -> ServiceResult<SyncJob> {
+        if self.end < self.begin {
+            return Err(ServiceError::field("end", "must not be before begin"));
+        }
+        if self.end >= today {
+            return Err(ServiceError::field(
+                "end",
+                "must be before today: WeChat publishes a day's figures the next day",
+            ));
+        }
+        if (self.end - self.begin).num_days() + 1 > MAX_SYNC_DAYS {
+            return Err(ServiceError::field(
+                "end",
+                format!("at most {MAX_SYNC_DAYS} days per sync"),
+            ));
+        }
+        Ok(SyncJob {
+            account_id: account_id.to_owned(),
+            begin: self.begin,
+            end: self.end,
+        })
+    }
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().expect("date")
+    }
+
+    #[test]
+    fn sync_ranges_are_checked() {
+        let today = day("2026-12-04");
+        let ok = SyncRequest {
+            begin: day("2026-10-01"),
+            end: day("2026-11-09"),
+        };
+        assert_eq!(
+            ok.into_job("a", today).expect("valid").end,
+            day("2026-11-09")
+        );
+        let backwards = SyncRequest {
+            begin: day("2026-11-09"),
+            end: day("2026-10-01"),
+        };
+        assert!(backwards.into_job("a", today).is_err());
+        let today_too = SyncRequest {
+            begin: day("2026-12-01"),
+            end: today,
+        };
+        assert!(today_too.into_job("a", today).is_err());
+        let too_long = SyncRequest {
+            begin: day("2025-01-01"),
+            end: day("2026-12-01"),
+        };
+        assert!(too_long.into_job("a", today).is_err());
     }
 }

@@ -3,3 +3,4 @@
 pub mod forecast;
 pub mod generate;
 pub mod ping;
+pub mod sync_metrics;
