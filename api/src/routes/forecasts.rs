@@ -123,8 +123,9 @@ pub async fn upload_metrics(
 }
 
 /// Queue a pull of the account's follower figures from WeChat's analytics for a range of
-/// days: `202` with the `sync_metrics` job. It stores `new_followers`, `unfollows` and
-/// `cumulative_followers` per day, 7 days a WeChat call, resuming where a failed attempt
+/// days: `202` with the `sync_metrics` job. It stores `new_followers`, `unfollows`,
+/// `cumulative_followers`, `article_reads` and `shares` per day, in the windows WeChat
+/// allows (7 days a call for followers, 1 for articles), resuming where a failed attempt
 /// stopped; repeating a sync replaces values and stores no day twice.
 #[utoipa::path(
     tag = "forecasts",

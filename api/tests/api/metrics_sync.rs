@@ -38,6 +38,16 @@ async fn simulator() -> SimHandle {
         .unwrap();
     sim.set_datacube_rows(APP_ID, DatacubeEndpoint::UserCumulate, cumulate)
         .unwrap();
+    let reads = (0..40)
+        .map(|t| json!({"ref_date": day(t).to_string(), "user_source": 99_999_999, "int_page_read_count": 300 + t}))
+        .collect();
+    let shares = (0..40)
+        .map(|t| json!({"ref_date": day(t).to_string(), "share_scene": 1, "share_count": 7}))
+        .collect();
+    sim.set_datacube_rows(APP_ID, DatacubeEndpoint::UserRead, reads)
+        .unwrap();
+    sim.set_datacube_rows(APP_ID, DatacubeEndpoint::UserShare, shares)
+        .unwrap();
     sim.set_datacube_max_days(DatacubeEndpoint::UserSummary, 7);
     sim.set_datacube_max_days(DatacubeEndpoint::UserCumulate, 7);
     sim
@@ -101,10 +111,11 @@ async fn sync_resumes_without_duplicates(backend: Backend) {
         .unwrap()
         .to_owned();
 
-    // The first two weeks, fully: two windows, each endpoint called once per window.
+    // The first two weeks, fully: two windows; the user endpoints once per window, the
+    // article endpoints once per day.
     let first = sync(&app, &t.owner_key, &account, 0, 13).await;
     assert_eq!(first["status"], "succeeded", "{first}");
-    assert_eq!(sim.datacube_calls().len(), 4);
+    assert_eq!(sim.datacube_calls().len(), 2 * 2 + 14 * 2);
 
     // The whole 40 days, with WeChat refusing the first new call: the retry skips the two
     // stored windows and fetches the other four once each.
@@ -116,22 +127,30 @@ async fn sync_resumes_without_duplicates(backend: Backend) {
     assert_eq!(whole["result"]["skipped"], 2);
     assert_eq!(whole["result"]["fetched"], 4);
     let calls = sim.datacube_calls();
-    assert_eq!(calls.len(), 12, "six windows per endpoint, each once");
+    let calls_to = |path: &str| calls.iter().filter(|c| c.path == path).count();
+    assert_eq!(
+        calls_to("/datacube/getusersummary"),
+        6,
+        "40 days in 7-day windows"
+    );
+    assert_eq!(calls_to("/datacube/getusercumulate"), 6);
+    assert_eq!(calls_to("/datacube/getuserread"), 40, "one day a call");
+    assert_eq!(calls_to("/datacube/getusershare"), 40);
     let mut seen: Vec<_> = calls
         .iter()
         .map(|c| (c.path.clone(), c.begin_date))
         .collect();
     seen.sort();
     seen.dedup();
-    assert_eq!(seen.len(), 12, "no window fetched twice");
+    assert_eq!(seen.len(), calls.len(), "no window fetched twice");
     assert!(
         calls
             .iter()
             .all(|c| (c.end_date - c.begin_date).num_days() < 7)
     );
 
-    // 40 days × 3 metrics, one row each; sources summed.
-    assert_eq!(app.count("daily_metrics").await, 120);
+    // 40 days × 5 metrics, one row each; sources summed.
+    assert_eq!(app.count("daily_metrics").await, 200);
     let followers = app
         .db
         .query_one_raw(sea_orm::Statement::from_string(
@@ -171,7 +190,7 @@ async fn sync_resumes_without_duplicates(backend: Backend) {
     expect_problem(res, 422).await;
     assert_eq!(
         sim.datacube_calls().len(),
-        12,
+        92,
         "refused requests call nothing"
     );
 }

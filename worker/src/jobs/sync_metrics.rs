@@ -1,7 +1,8 @@
-//! `sync_metrics`: pulls an account's follower figures from WeChat's analytics (datacube)
-//! into its daily metrics — `new_followers` and `unfollows` (`getusersummary`, summed over
-//! follower sources) and `cumulative_followers` (`getusercumulate`) — in the windows the
-//! endpoints allow (7 days a call). A window whose days are all stored already is skipped,
+//! `sync_metrics`: pulls an account's figures from WeChat's analytics (datacube) into its
+//! daily metrics — `new_followers` and `unfollows` (`getusersummary`, summed over follower
+//! sources), `cumulative_followers` (`getusercumulate`), `article_reads` (`getuserread`)
+//! and `shares` (`getusershare`, summed over scenes) — in the windows the endpoints allow
+//! (7 days a call for the user endpoints, 1 for the article ones). A window whose days are all stored already is skipped,
 //! so a retried job resumes where the failed attempt stopped; a day and metric is one row,
 //! replaced on a repeat, so nothing is ever stored twice.
 
@@ -13,13 +14,16 @@ use serde_json::{Value, json};
 use wxpilot_core::jobs::KindPolicy;
 use wxpilot_core::service::metrics::{self, MetricRow, SYNC_JOB_KIND, SyncJob};
 use wxpilot_wechat::client::{
-    ApiError, DatacubeEndpoint, DateWindow, UserCumulateRow, UserSummaryRow, split_date_range,
+    ApiError, DatacubeEndpoint, DateWindow, UserCumulateRow, UserReadRow, UserShareRow,
+    UserSummaryRow, split_date_range,
 };
 
 use crate::runtime::{JobContext, JobError, JobHandler, JobOutput};
 
-/// Metrics written for every day of a window (a window is complete when both are there).
-const SUMMARY_METRICS: [&str; 2] = ["new_followers", "unfollows"];
+/// Metrics written for every day of a window (a window is complete when all are there).
+const SUMMARY_METRICS: [&str; 4] = ["new_followers", "unfollows", "article_reads", "shares"];
+/// `getuserread`'s `user_source` of the all-sources row.
+const ALL_SOURCES: i64 = 99_999_999;
 /// Written for the days `getusercumulate` answers.
 const CUMULATIVE_METRIC: &str = "cumulative_followers";
 
@@ -87,7 +91,21 @@ async fn sync(ctx: &JobContext, job: &SyncJob) -> Result<JobOutput, JobError> {
             .datacube_range(DatacubeEndpoint::UserCumulate, window.begin, window.end)
             .await
             .map_err(classify)?;
-        let rows = window_rows(window, &summary, &cumulate).map_err(JobError::Permanent)?;
+        let reads: Vec<UserReadRow> = manager
+            .datacube_range(DatacubeEndpoint::UserRead, window.begin, window.end)
+            .await
+            .map_err(classify)?;
+        let shares: Vec<UserShareRow> = manager
+            .datacube_range(DatacubeEndpoint::UserShare, window.begin, window.end)
+            .await
+            .map_err(classify)?;
+        let answers = Answers {
+            summary: &summary,
+            cumulate: &cumulate,
+            reads: &reads,
+            shares: &shares,
+        };
+        let rows = window_rows(window, &answers).map_err(JobError::Permanent)?;
         metrics::upsert(ctx.db(), &ctx.tenant_id, &job.account_id, &rows)
             .await
             .map_err(|e| JobError::Retryable(e.to_string()))?;
@@ -118,14 +136,30 @@ fn window_complete(stored: &BTreeMap<NaiveDate, usize>, window: &DateWindow) -> 
         .all(|d| stored.get(&d).copied().unwrap_or(0) >= SUMMARY_METRICS.len())
 }
 
-/// The rows one window stores: new followers and unfollows for every day (0 where WeChat
-/// lists no source for the day), cumulative followers where WeChat gives it. Rows outside
-/// the window or with a malformed date are an error: WeChat answered something else.
-fn window_rows(
-    window: &DateWindow,
-    summary: &[UserSummaryRow],
-    cumulate: &[UserCumulateRow],
-) -> Result<Vec<MetricRow>, String> {
+/// What the four endpoints answered for one window.
+struct Answers<'a> {
+    summary: &'a [UserSummaryRow],
+    cumulate: &'a [UserCumulateRow],
+    reads: &'a [UserReadRow],
+    shares: &'a [UserShareRow],
+}
+
+/// One day's totals.
+#[derive(Default)]
+struct DayTotals {
+    new: i64,
+    cancelled: i64,
+    reads_by_source: i64,
+    reads_all: Option<i64>,
+    shares: i64,
+}
+
+/// The rows one window stores: new followers, unfollows, article reads and shares for every
+/// day (0 where WeChat lists nothing for the day), cumulative followers where WeChat gives
+/// it. Reads use the all-sources row when WeChat sends one, else the sum of the sources.
+/// Rows outside the window or with a malformed date are an error: WeChat answered
+/// something else.
+fn window_rows(window: &DateWindow, answers: &Answers<'_>) -> Result<Vec<MetricRow>, String> {
     let day = |text: &str| -> Result<NaiveDate, String> {
         let date: NaiveDate = text
             .parse()
@@ -138,23 +172,36 @@ fn window_rows(
         }
         Ok(date)
     };
-    let mut totals: BTreeMap<NaiveDate, (i64, i64)> = window
+    let mut totals: BTreeMap<NaiveDate, DayTotals> = window
         .begin
         .iter_days()
         .take_while(|d| *d <= window.end)
-        .map(|d| (d, (0, 0)))
+        .map(|d| (d, DayTotals::default()))
         .collect();
-    for row in summary {
+    for row in answers.summary {
         let entry = totals.entry(day(&row.ref_date)?).or_default();
-        entry.0 += row.new_user;
-        entry.1 += row.cancel_user;
+        entry.new += row.new_user;
+        entry.cancelled += row.cancel_user;
     }
-    let mut rows = Vec::with_capacity(totals.len() * 3);
-    for (date, (new, cancelled)) in totals {
-        rows.push(metric_row(date, SUMMARY_METRICS[0], new));
-        rows.push(metric_row(date, SUMMARY_METRICS[1], cancelled));
+    for row in answers.reads {
+        let entry = totals.entry(day(&row.ref_date)?).or_default();
+        match row.user_source {
+            None | Some(ALL_SOURCES) => entry.reads_all = Some(row.int_page_read_count),
+            Some(_) => entry.reads_by_source += row.int_page_read_count,
+        }
     }
-    for row in cumulate {
+    for row in answers.shares {
+        totals.entry(day(&row.ref_date)?).or_default().shares += row.share_count;
+    }
+    let mut rows = Vec::with_capacity(totals.len() * 5);
+    for (date, d) in totals {
+        let reads = d.reads_all.unwrap_or(d.reads_by_source);
+        rows.push(metric_row(date, SUMMARY_METRICS[0], d.new));
+        rows.push(metric_row(date, SUMMARY_METRICS[1], d.cancelled));
+        rows.push(metric_row(date, SUMMARY_METRICS[2], reads));
+        rows.push(metric_row(date, SUMMARY_METRICS[3], d.shares));
+    }
+    for row in answers.cumulate {
         rows.push(metric_row(
             day(&row.ref_date)?,
             CUMULATIVE_METRIC,
@@ -200,34 +247,70 @@ mod tests {
         }
     }
 
+    fn summary(date: &str, source: i64, new: i64, cancelled: i64) -> UserSummaryRow {
+        UserSummaryRow {
+            ref_date: date.into(),
+            user_source: source,
+            new_user: new,
+            cancel_user: cancelled,
+        }
+    }
+
+    fn read(date: &str, source: Option<i64>, count: i64) -> UserReadRow {
+        UserReadRow {
+            ref_date: date.into(),
+            user_source: source,
+            int_page_read_user: 0,
+            int_page_read_count: count,
+            ori_page_read_user: 0,
+            ori_page_read_count: 0,
+            share_user: 0,
+            share_count: 0,
+            add_to_fav_user: 0,
+            add_to_fav_count: 0,
+        }
+    }
+
     #[test]
     fn sources_are_summed_and_silent_days_are_zero() {
         let w = window("2026-11-01", "2026-11-03");
         let summary = vec![
-            UserSummaryRow {
-                ref_date: "2026-11-01".into(),
-                user_source: 0,
-                new_user: 3,
-                cancel_user: 1,
-            },
-            UserSummaryRow {
-                ref_date: "2026-11-01".into(),
-                user_source: 30,
-                new_user: 4,
-                cancel_user: 0,
-            },
-            UserSummaryRow {
-                ref_date: "2026-11-03".into(),
-                user_source: 1,
-                new_user: 2,
-                cancel_user: 5,
-            },
+            summary("2026-11-01", 0, 3, 1),
+            summary("2026-11-01", 30, 4, 0),
+            summary("2026-11-03", 1, 2, 5),
         ];
         let cumulate = vec![UserCumulateRow {
             ref_date: "2026-11-02".into(),
             cumulate_user: 1200,
         }];
-        let rows = window_rows(&w, &summary, &cumulate).expect("rows");
+        // Day 1: sources only (summed); day 2: a total row beside a source (the total wins).
+        let reads = vec![
+            read("2026-11-01", Some(0), 40),
+            read("2026-11-01", Some(2), 60),
+            read("2026-11-02", Some(ALL_SOURCES), 90),
+            read("2026-11-02", Some(0), 50),
+        ];
+        let shares = vec![
+            UserShareRow {
+                ref_date: "2026-11-01".into(),
+                share_scene: 1,
+                share_count: 3,
+                share_user: 2,
+            },
+            UserShareRow {
+                ref_date: "2026-11-01".into(),
+                share_scene: 2,
+                share_count: 4,
+                share_user: 4,
+            },
+        ];
+        let answers = Answers {
+            summary: &summary,
+            cumulate: &cumulate,
+            reads: &reads,
+            shares: &shares,
+        };
+        let rows = window_rows(&w, &answers).expect("rows");
         let value = |d: &str, m: &str| {
             rows.iter()
                 .find(|r| r.date == day(d) && r.metric == m)
@@ -239,53 +322,57 @@ mod tests {
         assert_eq!(value("2026-11-03", "unfollows"), Some(5.0));
         assert_eq!(value("2026-11-02", "cumulative_followers"), Some(1200.0));
         assert_eq!(value("2026-11-01", "cumulative_followers"), None);
-        assert_eq!(rows.len(), 7);
+        assert_eq!(value("2026-11-01", "article_reads"), Some(100.0));
+        assert_eq!(value("2026-11-02", "article_reads"), Some(90.0));
+        assert_eq!(value("2026-11-03", "article_reads"), Some(0.0));
+        assert_eq!(value("2026-11-01", "shares"), Some(7.0));
+        assert_eq!(rows.len(), 3 * 4 + 1);
     }
 
     #[test]
     fn answers_outside_the_window_are_refused() {
         let w = window("2026-11-01", "2026-11-03");
-        let stray = vec![UserSummaryRow {
-            ref_date: "2026-11-09".into(),
-            user_source: 0,
-            new_user: 1,
-            cancel_user: 0,
-        }];
-        assert!(window_rows(&w, &stray, &[]).is_err());
+        let stray = vec![summary("2026-11-09", 0, 1, 0)];
+        let none = Answers {
+            summary: &stray,
+            cumulate: &[],
+            reads: &[],
+            shares: &[],
+        };
+        assert!(window_rows(&w, &none).is_err());
         let garbage = vec![UserCumulateRow {
             ref_date: "yesterday".into(),
             cumulate_user: 1,
         }];
-        assert!(window_rows(&w, &[], &garbage).is_err());
+        let bad = Answers {
+            summary: &[],
+            cumulate: &garbage,
+            reads: &[],
+            shares: &[],
+        };
+        assert!(window_rows(&w, &bad).is_err());
     }
 
     #[test]
-    fn a_window_is_complete_when_every_day_has_both_summary_metrics() {
+    fn a_window_is_complete_when_every_day_has_every_daily_metric() {
         let w = window("2026-11-01", "2026-11-02");
         let mut stored = BTreeMap::new();
-        stored.insert(day("2026-11-01"), 2);
+        stored.insert(day("2026-11-01"), 4);
         assert!(!window_complete(&stored, &w));
-        stored.insert(day("2026-11-02"), 1);
+        stored.insert(day("2026-11-02"), 3);
         assert!(!window_complete(&stored, &w));
-        stored.insert(day("2026-11-02"), 2);
+        stored.insert(day("2026-11-02"), 4);
         assert!(window_complete(&stored, &w));
     }
 
     #[test]
     fn quota_and_authorisation_end_the_job_busy_retries() {
-        let quota = ApiError::from_errcode(
-            45009,
-            "reach max api daily quota limit",
-            "/datacube/getusersummary",
-        )
-        .expect("error");
+        let api = "/datacube/getusersummary";
+        let quota =
+            ApiError::from_errcode(45009, "reach max api daily quota limit", api).expect("error");
         assert!(matches!(classify(quota), JobError::Permanent(_)));
-        let frequent = ApiError::from_errcode(
-            45011,
-            "api minute-quota reach limit",
-            "/datacube/getusersummary",
-        )
-        .expect("error");
+        let frequent =
+            ApiError::from_errcode(45011, "api minute-quota reach limit", api).expect("error");
         assert!(matches!(classify(frequent), JobError::Retryable(_)));
     }
 }
