@@ -102,42 +102,45 @@ type Pending<I, T> = Vec<(I, oneshot::Sender<anyhow::Result<T>>)>;
 
 async fn commit_claims(db: &DatabaseConnection, terms: &ClaimTerms, batch: Pending<String, Claim>) {
     let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-    match store::claim_many(db, &ids, &terms.worker, terms.lease, terms.tenant_cap).await {
-        Ok(claims) if claims.len() == batch.len() => {
-            for ((_, reply), claim) in batch.into_iter().zip(claims) {
-                let _ = reply.send(Ok(claim));
-            }
-        }
-        outcome => {
-            // One bad write must not fail its neighbours: try each on its own.
-            if let Err(e) = outcome {
-                tracing::debug!(error = %format!("{e:#}"), size = batch.len(), "batched claim failed; claiming one by one");
-            }
-            for (id, reply) in batch {
-                let claim =
-                    store::claim(db, &id, &terms.worker, terms.lease, terms.tenant_cap).await;
-                let _ = reply.send(claim);
-            }
-        }
-    }
+    let batched = store::claim_many(db, &ids, &terms.worker, terms.lease, terms.tenant_cap).await;
+    settle(batch, batched, "claim", |id| async move {
+        store::claim(db, &id, &terms.worker, terms.lease, terms.tenant_cap).await
+    })
+    .await;
 }
 
 async fn commit_successes(db: &DatabaseConnection, worker: &str, batch: Pending<Success, bool>) {
     let successes: Vec<Success> = batch.iter().map(|(s, _)| s.clone()).collect();
-    match store::succeed_many(db, worker, successes).await {
-        Ok(done) if done.len() == batch.len() => {
-            for ((_, reply), held) in batch.into_iter().zip(done) {
-                let _ = reply.send(Ok(held));
+    let batched = store::succeed_many(db, worker, successes).await;
+    settle(batch, batched, "finish", |success| async move {
+        store::succeed(db, &success.id, worker, success.result, &success.usage).await
+    })
+    .await;
+}
+
+/// Answers each waiter from the batched transaction's results; when it failed, redoes each
+/// write on its own, so one bad write cannot fail its neighbours.
+async fn settle<I, T, F, Fut>(
+    batch: Pending<I, T>,
+    batched: anyhow::Result<Vec<T>>,
+    what: &str,
+    mut alone: F,
+) where
+    F: FnMut(I) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    match batched {
+        Ok(results) if results.len() == batch.len() => {
+            for ((_, reply), result) in batch.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
             }
         }
         outcome => {
             if let Err(e) = outcome {
-                tracing::debug!(error = %format!("{e:#}"), size = batch.len(), "batched finish failed; finishing one by one");
+                tracing::debug!(error = %format!("{e:#}"), size = batch.len(), "batched {what} failed; one by one");
             }
-            for (success, reply) in batch {
-                let held =
-                    store::succeed(db, &success.id, worker, success.result, &success.usage).await;
-                let _ = reply.send(held);
+            for (item, reply) in batch {
+                let _ = reply.send(alone(item).await);
             }
         }
     }

@@ -59,11 +59,20 @@ impl Services {
             ),
             None => Arc::new(InMemoryTokenStore::new()),
         };
-        let client = ApiClient::with_timeout(
-            settings.wechat.api_base_url.clone(),
-            Duration::from_secs(settings.wechat.timeout_secs.max(1)),
-        )
-        .context("building the WeChat API client")?;
+        let client = wechat_client(settings)?;
+        Ok(Self::new(
+            inference,
+            secrets,
+            Arc::new(WechatGateway::new(client, store)),
+        ))
+    }
+
+    /// Services with no models and in-process WeChat tokens, for runs that only move jobs
+    /// (benchmarks): kinds that need a model fail with a clear error.
+    pub fn without_models(settings: &Settings, secrets: Arc<SecretBox>) -> anyhow::Result<Self> {
+        let inference = Arc::new(Router::new(None, None, Default::default()));
+        let client = wechat_client(settings)?;
+        let store: Arc<dyn TokenStore> = Arc::new(InMemoryTokenStore::new());
         Ok(Self::new(
             inference,
             secrets,
@@ -72,23 +81,13 @@ impl Services {
     }
 }
 
-impl Services {
-    /// Services with no models and in-process WeChat tokens, for runs that only move jobs
-    /// (benchmarks): kinds that need a model fail with a clear error.
-    pub fn without_models(settings: &Settings, secrets: Arc<SecretBox>) -> anyhow::Result<Self> {
-        let inference = Arc::new(Router::new(None, None, Default::default()));
-        let client = ApiClient::with_timeout(
-            settings.wechat.api_base_url.clone(),
-            Duration::from_secs(settings.wechat.timeout_secs.max(1)),
-        )
-        .context("building the WeChat API client")?;
-        let store: Arc<dyn TokenStore> = Arc::new(InMemoryTokenStore::new());
-        Ok(Self::new(
-            inference,
-            secrets,
-            Arc::new(WechatGateway::new(client, store)),
-        ))
-    }
+/// The WeChat API client `settings` describe.
+fn wechat_client(settings: &Settings) -> anyhow::Result<ApiClient> {
+    ApiClient::with_timeout(
+        settings.wechat.api_base_url.clone(),
+        Duration::from_secs(settings.wechat.timeout_secs.max(1)),
+    )
+    .context("building the WeChat API client")
 }
 
 /// WeChat API access per official account, with one [`TokenManager`] per account per

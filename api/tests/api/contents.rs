@@ -11,23 +11,6 @@ use wxpilot_inference::{Backend as ModelBackend, Router, RoutingConfig};
 use crate::helpers::*;
 use crate::jobs::wait_for;
 
-/// Runs a test on SQLite and on Postgres/Redis; each test builds its own app around a script.
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name($crate::helpers::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name($crate::helpers::Backend::Postgres).await;
-            }
-        }
-    };
-}
-
 const GOOD: &str = "TITLE: 秋季新豆上市\nDIGEST: 云南产地直送，本周到店可试饮\nBODY:\n今年秋天，我们从云南产地带回了新一季的咖啡豆。\n\n欢迎到店试饮，感受手冲的香气。";
 const GARBAGE: &str = "I am sorry, I cannot help with that.";
 const BANNED: &str = "TITLE: 全城最好的咖啡\nDIGEST: 新豆到店\nBODY:\n这是最好的咖啡，欢迎品尝。\n\n本周到店可试饮。";
@@ -162,7 +145,7 @@ async fn good_article_is_stored_clean(backend: Backend) {
         .unwrap();
     assert!(usage["llm_tokens"].as_i64().unwrap() > 0, "{usage}");
 }
-both_backends!(good_article_is_stored_clean);
+crate::both_backends!(good_article_is_stored_clean);
 
 async fn malformed_then_good_is_stored_after_one_regeneration(backend: Backend) {
     let model = script(&[GARBAGE, GOOD]);
@@ -178,7 +161,7 @@ async fn malformed_then_good_is_stored_after_one_regeneration(backend: Backend) 
     assert!(retry.last().unwrap().content.contains("format"));
     assert_eq!(app.count("contents").await, 1);
 }
-both_backends!(malformed_then_good_is_stored_after_one_regeneration);
+crate::both_backends!(malformed_then_good_is_stored_after_one_regeneration);
 
 async fn garbage_fails_clearly_and_stores_nothing(backend: Backend) {
     let model = script(&[GARBAGE, GARBAGE, GARBAGE, GOOD]);
@@ -195,7 +178,7 @@ async fn garbage_fails_clearly_and_stores_nothing(backend: Backend) {
     assert_eq!(app.count("contents").await, 0);
     assert_eq!(app.count("content_versions").await, 0);
 }
-both_backends!(garbage_fails_clearly_and_stores_nothing);
+crate::both_backends!(garbage_fails_clearly_and_stores_nothing);
 
 async fn overlong_title_is_truncated(backend: Backend) {
     let long_title = "秋".repeat(80);
@@ -208,7 +191,7 @@ async fn overlong_title_is_truncated(backend: Backend) {
     assert_eq!(c["body"]["title"].as_str().unwrap().chars().count(), 64);
     assert_eq!(model.generate_calls(), 1);
 }
-both_backends!(overlong_title_is_truncated);
+crate::both_backends!(overlong_title_is_truncated);
 
 async fn banned_term_is_rewritten_then_needs_review(backend: Backend) {
     let model = script(&[BANNED, BANNED, BANNED]);
@@ -245,7 +228,7 @@ async fn banned_term_is_rewritten_then_needs_review(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 409);
 }
-both_backends!(banned_term_is_rewritten_then_needs_review);
+crate::both_backends!(banned_term_is_rewritten_then_needs_review);
 
 async fn rewrite_that_fixes_the_term_is_a_draft(backend: Backend) {
     let model = script(&[BANNED, GOOD]);
@@ -257,7 +240,7 @@ async fn rewrite_that_fixes_the_term_is_a_draft(backend: Backend) {
     assert_eq!(c["state"], "draft");
     assert_eq!(c["body"]["title"], "秋季新豆上市");
 }
-both_backends!(rewrite_that_fixes_the_term_is_a_draft);
+crate::both_backends!(rewrite_that_fixes_the_term_is_a_draft);
 
 async fn brand_voice_banned_words_and_signature_apply(backend: Backend) {
     let answer = "TITLE: 秋季新豆\nDIGEST: 便宜又好喝\nBODY:\n便宜又好喝的咖啡。\n\n欢迎到店。";
@@ -284,7 +267,7 @@ async fn brand_voice_banned_words_and_signature_apply(backend: Backend) {
     assert_eq!(c["state"], "needs_review");
     assert!(c["body"]["html"].as_str().unwrap().contains("山野咖啡"));
 }
-both_backends!(brand_voice_banned_words_and_signature_apply);
+crate::both_backends!(brand_voice_banned_words_and_signature_apply);
 
 async fn review_edit_and_viewer_rights(backend: Backend) {
     let model = script(&[GOOD]);
@@ -384,7 +367,7 @@ async fn review_edit_and_viewer_rights(backend: Backend) {
     assert_eq!(res.status(), 200);
     assert_eq!(content(&app, &viewer, &id).await["state"], "rejected");
 }
-both_backends!(review_edit_and_viewer_rights);
+crate::both_backends!(review_edit_and_viewer_rights);
 
 async fn other_tenants_contents_and_campaigns_are_404(backend: Backend) {
     let model = script(&[GOOD]);
@@ -470,4 +453,4 @@ async fn other_tenants_contents_and_campaigns_are_404(backend: Backend) {
     expect_problem(res, 422).await;
     assert_eq!(model.generate_calls(), 1);
 }
-both_backends!(other_tenants_contents_and_campaigns_are_404);
+crate::both_backends!(other_tenants_contents_and_campaigns_are_404);

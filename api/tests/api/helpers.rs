@@ -359,6 +359,25 @@ macro_rules! both {
     };
 }
 
+/// Runs a test that builds its own app on both backends: `both_backends!(name)` calls
+/// `name(Backend::Sqlite)` and `name(Backend::Postgres)` as `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
 /// A JWT for an API key.
 pub async fn token_for_key(app: &TestApp, key: &str) -> String {
     let res = app

@@ -195,12 +195,4 @@ async fn sync_resumes_without_duplicates(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_resumes_without_duplicates_sqlite() {
-    sync_resumes_without_duplicates(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_resumes_without_duplicates_postgres() {
-    sync_resumes_without_duplicates(Backend::Postgres).await;
-}
+crate::both_backends!(sync_resumes_without_duplicates);
