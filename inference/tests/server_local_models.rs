@@ -31,7 +31,9 @@ async fn the_remote_backend_round_trips_through_the_server_over_real_models() {
         .await
         .unwrap()
         .unwrap();
-    let server = TestServer::start(Arc::new(local)).await;
+    let local = Arc::new(local);
+    let server = TestServer::start(local.clone()).await;
+    local.register_metrics(&server.registry).unwrap();
     let remote = RemoteBackend::new(RemoteConfig {
         base_url: server.url("/v1"),
         api_key: Some(KEY.to_string().into()),
@@ -70,5 +72,45 @@ async fn the_remote_backend_round_trips_through_the_server_over_real_models() {
     assert_eq!(vectors.vectors[0].len(), 384);
     let norm: f32 = vectors.vectors[0].iter().map(|x| x * x).sum();
     assert!((norm - 1.0).abs() < 1e-3, "{norm}");
+
+    // The batchers report through the server's /metrics: one embedding pass of two rows,
+    // generation passes of one sequence, and empty queues once the answers are back.
+    let text = server_support::client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let labels = "model=\"all-minilm-l6-v2\",operation=\"embed\"";
+    assert!(
+        text.contains(&format!("wxpilot_inference_batch_size_sum{{{labels}}} 2")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("wxpilot_inference_queue_depth{{{labels}}} 0")),
+        "{text}"
+    );
+    let chat_labels = format!("model=\"{}\",operation=\"generate\"", chat.id);
+    let passes = metric_value(
+        &text,
+        &format!("wxpilot_inference_batch_size_count{{{chat_labels}}}"),
+    );
+    assert!(
+        passes >= answer.usage.completion_tokens as f64,
+        "{passes} passes\n{text}"
+    );
+    assert!(
+        text.contains(&format!("wxpilot_inference_queue_depth{{{chat_labels}}} 0")),
+        "{text}"
+    );
     server.stop().await;
+}
+
+/// The value of the sample named exactly `series` in a text exposition.
+fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }

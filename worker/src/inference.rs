@@ -115,7 +115,7 @@ pub fn local_config(settings: &InferenceSettings) -> LocalConfig {
 /// Loads the local models (off the async threads: it reads files for seconds). A missing
 /// model is logged and leaves the router without a local backend, so `local_first` kinds
 /// use the remote and `local_only` kinds answer "model missing" with the fetch command.
-pub async fn load_local(settings: &InferenceSettings) -> Option<Arc<dyn Backend>> {
+pub async fn load_local(settings: &InferenceSettings) -> Option<Arc<LocalBackend>> {
     if !settings.local.enabled {
         return None;
     }
@@ -133,15 +133,23 @@ pub async fn load_local(settings: &InferenceSettings) -> Option<Arc<dyn Backend>
     }
 }
 
-/// The router over the local models and the remote, metered when `metrics` is given.
+/// The router over the local models and the remote. Requests are metered when `metrics`
+/// is given; the local batchers' queue depth and batch sizes are registered on `registry`
+/// when one is given (a registry that has them already keeps the first set).
 pub async fn build_router(
     settings: &InferenceSettings,
     metrics: Option<&InferenceMetrics>,
+    registry: Option<&prometheus::Registry>,
 ) -> anyhow::Result<Router> {
     let remote = settings.remote.as_ref().map(remote_config).transpose()?;
     let local = load_local(settings).await;
+    if let (Some(local), Some(registry)) = (&local, registry)
+        && let Err(error) = local.register_metrics(registry)
+    {
+        tracing::warn!(%error, "local batcher metrics not registered");
+    }
     let router = wxpilot_inference::build_router(
-        local,
+        local.map(|local| local as Arc<dyn Backend>),
         BackendsConfig {
             remote,
             routing: routing_config(settings),
@@ -191,8 +199,9 @@ pub fn server_config(settings: &InferenceSettings) -> anyhow::Result<(SocketAddr
 pub async fn serve(settings: &InferenceSettings) -> anyhow::Result<()> {
     let (addr, config) = server_config(settings)?;
     let registry = prometheus::Registry::new();
-    // The server meters what it serves; the backends are not metered twice.
-    let router = build_router(settings, None).await?;
+    // The server meters the requests it serves, so the backends' requests are not metered
+    // twice; the batchers report their queues on the server's registry.
+    let router = build_router(settings, None, Some(&registry)).await?;
     let backend = router.for_kind("serve");
     let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     let open = config.api_keys.is_empty();

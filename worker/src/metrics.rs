@@ -75,6 +75,18 @@ pub(crate) fn observe_attempt(kind: &str, outcome: &str, seconds: f64) {
     }
 }
 
+/// Inference request counters, latency and tokens in the process-wide registry, created on
+/// first use (a process may build its services more than once, as tests do).
+pub(crate) fn inference_metrics() -> Option<&'static wxpilot_inference::InferenceMetrics> {
+    static CELL: OnceLock<Option<wxpilot_inference::InferenceMetrics>> = OnceLock::new();
+    CELL.get_or_init(|| {
+        wxpilot_inference::InferenceMetrics::register(prometheus::default_registry())
+            .map_err(|e| tracing::warn!(error = %e, "inference metrics unavailable"))
+            .ok()
+    })
+    .as_ref()
+}
+
 /// Text exposition of the process-wide registry: job, inference and WeChat instruments.
 pub fn render_process_metrics() -> String {
     use prometheus::Encoder;

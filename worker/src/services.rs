@@ -50,7 +50,14 @@ impl Services {
         settings: &Settings,
         secrets: Arc<SecretBox>,
     ) -> anyhow::Result<Self> {
-        let inference = Arc::new(crate::inference::build_router(&settings.inference, None).await?);
+        let inference = Arc::new(
+            crate::inference::build_router(
+                &settings.inference,
+                crate::metrics::inference_metrics(),
+                Some(prometheus::default_registry()),
+            )
+            .await?,
+        );
         let store: Arc<dyn TokenStore> = match &settings.redis_url {
             Some(url) => Arc::new(
                 RedisTokenStore::connect(url.expose_secret(), settings.wechat.token_prefix.clone())

@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{BatchCost, BatcherStats, BatchingConfig, RequestQueue, fill_wait};
+use super::{BatchCost, BatcherMetrics, BatcherStats, BatchingConfig, RequestQueue, fill_wait};
 use crate::local::embed::{EmbeddingModel, EncodedText};
 use crate::types::InferenceError;
 
@@ -72,11 +72,15 @@ pub struct EmbedBatcher {
 }
 
 impl EmbedBatcher {
-    /// Starts the batcher thread for `model`.
-    pub fn start(model: EmbeddingModel, config: BatchingConfig) -> Result<Self, InferenceError> {
+    /// Starts the batcher thread for `model`, publishing to `metrics`.
+    pub fn start(
+        model: EmbeddingModel,
+        config: BatchingConfig,
+        metrics: BatcherMetrics,
+    ) -> Result<Self, InferenceError> {
         let model = Arc::new(model);
-        let queue = Arc::new(RequestQueue::new(config.queue_capacity));
-        let stats = Arc::new(BatcherStats::default());
+        let queue = Arc::new(RequestQueue::new(config.queue_capacity).observed_by(metrics.clone()));
+        let stats = Arc::new(BatcherStats::new(metrics));
         let thread = {
             let (model, queue, stats) = (model.clone(), queue.clone(), stats.clone());
             std::thread::Builder::new()

@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{BatchCost, BatcherStats, BatchingConfig, RequestQueue, fill_wait};
+use super::{BatchCost, BatcherMetrics, BatcherStats, BatchingConfig, RequestQueue, fill_wait};
 use crate::local::candle_err;
 use crate::local::chat::{ChatText, IncrementalDecoder, Scanned, StopScanner};
 use crate::local::llm::{SequenceCache, SequenceChunk, Transformer};
@@ -40,15 +40,16 @@ pub struct GenerateBatcher {
 }
 
 impl GenerateBatcher {
-    /// Starts the batcher thread.
+    /// Starts the batcher thread, publishing to `metrics`.
     pub fn start(
         model: Arc<Transformer>,
         text: Arc<ChatText>,
         model_id: String,
         config: BatchingConfig,
+        metrics: BatcherMetrics,
     ) -> Result<Self, InferenceError> {
-        let queue = Arc::new(RequestQueue::new(config.queue_capacity));
-        let stats = Arc::new(BatcherStats::default());
+        let queue = Arc::new(RequestQueue::new(config.queue_capacity).observed_by(metrics.clone()));
+        let stats = Arc::new(BatcherStats::new(metrics));
         let context_length = model.shape().context_length;
         let thread = {
             let (queue, stats) = (queue.clone(), stats.clone());

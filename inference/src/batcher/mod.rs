@@ -11,16 +11,17 @@
 
 mod embed;
 mod generate;
+mod metrics;
 pub mod queue;
 
 pub use embed::EmbedBatcher;
 pub use generate::{GenerateBatcher, GenerateJob};
+pub use metrics::BatcherMetrics;
 pub use queue::{BatchCost, BatchingConfig, RequestQueue, admissible};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters a batcher keeps, for benchmarks and metrics.
-#[derive(Debug, Default)]
+/// Counters a batcher keeps, for benchmarks, and its Prometheus instruments.
 pub struct BatcherStats {
     /// Forward passes run.
     pub steps: AtomicU64,
@@ -28,6 +29,7 @@ pub struct BatcherStats {
     pub rows: AtomicU64,
     /// Most rows in one pass.
     pub max_rows: AtomicU64,
+    metrics: BatcherMetrics,
 }
 
 /// How long a batcher lets an idle queue fill: `max_wait_ms` after a batch that had
@@ -41,7 +43,22 @@ pub fn fill_wait(last_rows: usize, config: &BatchingConfig) -> std::time::Durati
 }
 
 impl BatcherStats {
+    fn new(metrics: BatcherMetrics) -> Self {
+        Self {
+            steps: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            max_rows: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    /// The batcher's instruments (to register where metrics are served).
+    pub fn metrics(&self) -> &BatcherMetrics {
+        &self.metrics
+    }
+
     fn record(&self, rows: usize) {
+        self.metrics.observe_batch(rows);
         self.steps.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);
         self.max_rows.fetch_max(rows as u64, Ordering::Relaxed);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::BatcherMetrics;
 use crate::types::InferenceError;
 
 /// Limits of the dynamic batcher.
@@ -96,6 +97,7 @@ pub struct RequestQueue<T> {
     state: Mutex<State<T>>,
     ready: Condvar,
     capacity: usize,
+    metrics: Option<BatcherMetrics>,
 }
 
 impl<T> RequestQueue<T> {
@@ -108,6 +110,19 @@ impl<T> RequestQueue<T> {
             }),
             ready: Condvar::new(),
             capacity: capacity.max(1),
+            metrics: None,
+        }
+    }
+
+    /// The same queue, publishing its length to `metrics` whenever it changes.
+    pub fn observed_by(mut self, metrics: BatcherMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn publish_depth(&self, state: &State<T>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.set_queue_depth(state.entries.len());
         }
     }
 
@@ -133,6 +148,7 @@ impl<T> RequestQueue<T> {
                 cost,
                 arrived: now,
             }));
+        self.publish_depth(&state);
         drop(state);
         self.ready.notify_one();
         Ok(())
@@ -170,7 +186,9 @@ impl<T> RequestQueue<T> {
             cost,
             config,
         );
-        state.entries.drain(..n).map(|e| e.item).collect()
+        let taken = state.entries.drain(..n).map(|e| e.item).collect();
+        self.publish_depth(&state);
+        taken
     }
 
     /// Blocks until there is work, then lets the batch fill for up to `max_wait` (from
@@ -198,7 +216,9 @@ impl<T> RequestQueue<T> {
             // for their company opens now.
             let waited = oldest.max(called).elapsed();
             if full || waited >= max_wait {
-                return Some(state.entries.drain(..n).map(|e| e.item).collect());
+                let taken = state.entries.drain(..n).map(|e| e.item).collect();
+                self.publish_depth(&state);
+                return Some(taken);
             }
             let (next, _) = self
                 .ready
@@ -212,6 +232,22 @@ impl<T> RequestQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_depth_gauge_follows_pushes_and_takes() {
+        let metrics = BatcherMetrics::new("m", "generate").unwrap();
+        let queue = RequestQueue::new(8).observed_by(metrics.clone());
+        queue.push_all(vec![(1, 1), (2, 1), (3, 1)]).unwrap();
+        assert_eq!(metrics.queue_depth(), 3);
+        let taken = queue.take_now(0, 0, BatchCost::Sum, &config(100, 2));
+        assert_eq!(taken, vec![1, 2]);
+        assert_eq!(metrics.queue_depth(), 1);
+        let rest = queue
+            .take_batch(BatchCost::Sum, &config(100, 8), Duration::ZERO)
+            .unwrap();
+        assert_eq!(rest, vec![3]);
+        assert_eq!(metrics.queue_depth(), 0);
+    }
 
     fn config(tokens: usize, size: usize) -> BatchingConfig {
         BatchingConfig {

@@ -15,7 +15,7 @@ use candle_core::Device;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::batcher::{BatchingConfig, EmbedBatcher, GenerateBatcher, GenerateJob};
+use crate::batcher::{BatcherMetrics, BatchingConfig, EmbedBatcher, GenerateBatcher, GenerateJob};
 use crate::types::{
     Backend, BoxFuture, EmbedRequest, Embeddings, GenerateRequest, InferenceError, ModelInfo,
     ModelKind, TokenStream, Usage,
@@ -204,7 +204,11 @@ impl LocalBackend {
             let loaded = EmbeddingModel::load(&model.dir, model.prefix, &device)?;
             embedders.push(LocalEmbedder {
                 id: model.id.clone(),
-                batcher: EmbedBatcher::start(loaded, config.batching.clone())?,
+                batcher: EmbedBatcher::start(
+                    loaded,
+                    config.batching.clone(),
+                    BatcherMetrics::new(&model.id, "embed")?,
+                )?,
             });
         }
         let chat = match &config.chat_model {
@@ -222,6 +226,7 @@ impl LocalBackend {
                     text.clone(),
                     model.id.clone(),
                     config.batching.clone(),
+                    BatcherMetrics::new(&model.id, "generate")?,
                 )?;
                 Some(LocalChat {
                     id: model.id.clone(),
@@ -266,6 +271,17 @@ impl LocalBackend {
                 .map(|e| BatchSize::of(e.batcher.stats())),
             chat: self.chat.as_ref().map(|c| BatchSize::of(c.batcher.stats())),
         }
+    }
+
+    /// Registers every batcher's queue-depth gauge and batch-size histogram on
+    /// `registry`.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        let embedders = self.embedders.iter().map(|e| e.batcher.stats());
+        let chat = self.chat.iter().map(|c| c.batcher.stats());
+        for stats in embedders.chain(chat) {
+            stats.metrics().register(registry)?;
+        }
+        Ok(())
     }
 
     /// Tokens the chat model's tokenizer makes of a chat prompt (for tests and budgets).

@@ -1,13 +1,12 @@
-//! Prometheus metrics for inference, on a registry the caller hands in, and a [`Backend`]
-//! wrapper that records them for whatever backend it wraps.
+//! Prometheus metrics for inference requests, on a registry the caller hands in, and a
+//! [`Backend`] wrapper that records them for whatever backend it wraps. The local
+//! batchers' queue depth and batch sizes are in [`crate::batcher::BatcherMetrics`].
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use crate::types::{
     Backend, BoxFuture, EmbedRequest, Embeddings, GenerateEvent, GenerateRequest, Generation,
@@ -20,7 +19,6 @@ pub struct InferenceMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     tokens: IntCounterVec,
-    queue_depth: IntGaugeVec,
 }
 
 impl InferenceMetrics {
@@ -50,28 +48,14 @@ impl InferenceMetrics {
             ),
             &["backend", "direction"],
         )?;
-        let queue_depth = IntGaugeVec::new(
-            Opts::new(
-                "wxpilot_inference_queue_depth",
-                "Requests waiting in a backend's queue",
-            ),
-            &["backend"],
-        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
-        registry.register(Box::new(queue_depth.clone()))?;
         Ok(Self {
             requests,
             latency,
             tokens,
-            queue_depth,
         })
-    }
-
-    /// The gauge a batcher sets to its queue length.
-    pub fn queue_depth(&self, backend: &str) -> IntGauge {
-        self.queue_depth.with_label_values(&[backend])
     }
 
     /// Records one finished request.
@@ -275,12 +259,13 @@ mod tests {
         assert_eq!(metrics.requests("local", "generate_stream", "cancelled"), 1);
         assert_eq!(metrics.tokens("local", "generated"), 3);
         assert_eq!(metrics.tokens("local", "prompt"), 2);
-        metrics.queue_depth("local").set(4);
         let text = prometheus::TextEncoder::new()
             .encode_to_string(&registry.gather())
             .unwrap();
         assert!(
-            text.contains("wxpilot_inference_queue_depth{backend=\"local\"} 4"),
+            text.contains(
+                "wxpilot_inference_requests_total{backend=\"local\",operation=\"generate\",outcome=\"ok\"} 1"
+            ),
             "{text}"
         );
         assert!(
