@@ -26,6 +26,7 @@ Every error is an RFC 9457 `application/problem+json` document.",
         (name = "accounts", description = "WeChat Official Accounts"),
         (name = "campaigns", description = "Marketing campaigns"),
         (name = "knowledge", description = "FAQ pairs the customer service answers from"),
+        (name = "conversations", description = "Followers' conversations, agents' replies and handoff"),
         (name = "contents", description = "Generated drafts, their versions, review and brand voices"),
         (name = "users", description = "People who sign in"),
         (name = "api-keys", description = "API keys"),
@@ -34,6 +35,7 @@ Every error is an RFC 9457 `application/problem+json` document.",
         (name = "webhooks", description = "Signed job events to the tenant's endpoints"),
         (name = "usage", description = "What the tenant consumed"),
         (name = "forecasts", description = "Daily account metrics and their forecasts"),
+        (name = "recommendations", description = "Items, interactions, per-follower recommendations with reasons, and segments tagged in WeChat"),
         (name = "operations", description = "Health, readiness and metrics")
     )
 )]

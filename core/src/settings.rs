@@ -441,6 +441,42 @@ impl Default for WechatSettings {
     }
 }
 
+/// The customer-service bot behind the WeChat callback.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CustomerServiceSettings {
+    /// Longest the callback takes before answering `success` (WeChat waits 5 s).
+    pub answer_budget_ms: u64,
+    /// Phrases that hand the conversation to a person (compared after normalising width,
+    /// case and spaces).
+    pub handoff_phrases: Vec<String>,
+    /// Minutes the bot stays quiet for a follower after a handoff (agents answer).
+    pub handoff_pause_minutes: u64,
+    /// The passive reply to a handoff request.
+    pub handoff_reply: String,
+    /// The passive reply of an account without the customer-service API (unverified)
+    /// while the model works: the answer comes as the reply to the follower's next message.
+    pub pending_notice: String,
+    /// Most tokens of one model answer.
+    pub reply_max_tokens: u32,
+    /// Earlier messages of the conversation the model sees.
+    pub history_messages: usize,
+}
+
+impl Default for CustomerServiceSettings {
+    fn default() -> Self {
+        Self {
+            answer_budget_ms: 4_500,
+            handoff_phrases: vec!["人工".into()],
+            handoff_pause_minutes: 30,
+            handoff_reply: "已为您转接人工客服，请稍候，客服会尽快回复您。".into(),
+            pending_notice: "收到，正在为您查询。答案准备好后，您再发任意一条消息即可看到。".into(),
+            reply_max_tokens: 256,
+            history_messages: 6,
+        }
+    }
+}
+
 /// `WXPILOT_…` variables that are not settings: the config file path, where the scripts
 /// keep models and data sets, and the test suite's switches. They are never read as keys.
 const NOT_SETTINGS: &[&str] = &[
@@ -486,6 +522,8 @@ pub struct Settings {
     pub inference: InferenceSettings,
     /// The WeChat Official Account API.
     pub wechat: WechatSettings,
+    /// The customer-service bot.
+    pub customer_service: CustomerServiceSettings,
 }
 
 impl Default for Settings {
@@ -506,6 +544,7 @@ impl Default for Settings {
             jobs: JobSettings::default(),
             inference: InferenceSettings::default(),
             wechat: WechatSettings::default(),
+            customer_service: CustomerServiceSettings::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod knowledge_entry;
 pub mod official_account;
 pub mod recommendation;
 pub mod recommendation_item;
+pub mod segment;
 pub mod tenant;
 pub mod usage_record;
 pub mod user;

@@ -19,6 +19,14 @@ pub struct Model {
     pub embedding: Option<Json>,
     /// JSON array of `{item, score, basis}` from the last recommend run.
     pub similar: Option<Json>,
+    /// `article` or `product`.
+    pub item_kind: String,
+    /// JSON array of strings.
+    pub tags: Option<Json>,
+    pub url: Option<String>,
+    pub published_at: Option<DateTimeUtc>,
+    /// The model `embedding` came from.
+    pub embedding_model: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

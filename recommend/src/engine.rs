@@ -419,6 +419,11 @@ impl Engine {
             })
     }
 
+    /// [`similar_items`](Self::similar_items) of every item, in parallel.
+    pub fn similar_all(&self, k: usize) -> Vec<Vec<SimilarItem>> {
+        map_range(self.n_items(), |i| self.similar_items(i, k))
+    }
+
     /// The `k` items most similar to item `i`: factor cosine for items both consumed often,
     /// text cosine as the items get colder (`w = warmth(i)·warmth(j)` on factors, `1 - w` on
     /// text, warmth = `n/(n + s)`).

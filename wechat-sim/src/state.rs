@@ -15,6 +15,9 @@ use wxpilot_wechat::{DatacubeEndpoint, MessageCrypt};
 
 use crate::config::{AccountSpec, CallbackMode, SimConfig};
 
+/// Tags an account may create (WeChat answers 45056 beyond).
+const MAX_TAGS: usize = 100;
+
 /// One API request as the simulator received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiCall {
@@ -206,6 +209,7 @@ pub fn default_errmsg(errcode: i64) -> &'static str {
         45011 => "api minute-quota reach limit",
         45015 => "response out of time limit or subscription is canceled",
         45047 => "out of response count limit",
+        45056 => "too many tags",
         45157 => "invalid tag name",
         45158 => "tag name too long",
         45159 => "invalid tag id",
@@ -564,6 +568,7 @@ impl SimState {
             }
             "/cgi-bin/user/info" => self.user_info(&appid, req),
             "/cgi-bin/user/get" => self.user_list(&appid, req),
+            "/cgi-bin/tags/get" => self.tag_list(&appid),
             "/cgi-bin/tags/create" => self.tag_create(&appid, req),
             "/cgi-bin/tags/members/batchtagging" => self.batch_tag(&appid, req),
             p if DatacubeEndpoint::from_path(p).is_some() => self.datacube(&appid, p, req, now_ms),
@@ -973,6 +978,25 @@ impl SimState {
         answer
     }
 
+    fn tag_list(&self, appid: &str) -> Value {
+        let Some(account) = self.accounts.get(appid) else {
+            return err(40013);
+        };
+        let tags: Vec<Value> = account
+            .tags
+            .iter()
+            .map(|(id, name)| {
+                let count = account
+                    .followers
+                    .values()
+                    .filter(|f| f.tags.contains(id))
+                    .count();
+                json!({ "id": id, "name": name, "count": count })
+            })
+            .collect();
+        json!({ "tags": tags })
+    }
+
     fn tag_create(&mut self, appid: &str, req: &SimRequest) -> Value {
         let name = req
             .json
@@ -992,6 +1016,9 @@ impl SimState {
         };
         if account.tags.values().any(|n| *n == name) {
             return err(45157);
+        }
+        if account.tags.len() >= MAX_TAGS {
+            return err(45056);
         }
         // Ids 0–2 are WeChat's own (blacklist, star, …); ours start at 100.
         let id = account.tags.keys().next_back().map_or(100, |k| k + 1);
@@ -1117,6 +1144,7 @@ fn is_known_path(path: &str) -> bool {
             | "/cgi-bin/material/add_material"
             | "/cgi-bin/user/info"
             | "/cgi-bin/user/get"
+            | "/cgi-bin/tags/get"
             | "/cgi-bin/tags/create"
             | "/cgi-bin/tags/members/batchtagging"
     ) || DatacubeEndpoint::from_path(path).is_some()

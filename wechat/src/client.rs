@@ -479,6 +479,12 @@ struct TagAnswer {
 }
 
 #[derive(Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Vec<Tag>,
+}
+
+#[derive(Deserialize)]
 struct MediaIdAnswer {
     media_id: String,
 }
@@ -1083,7 +1089,17 @@ impl ApiClient {
         })
     }
 
-    /// `POST /cgi-bin/tags/create`: a new tag.
+    /// `GET /cgi-bin/tags/get`: the account's tags (WeChat's own included).
+    pub async fn tags(&self, access_token: &str) -> Result<Vec<Tag>, ApiError> {
+        let answer: TagList = self
+            .get_json("/cgi-bin/tags/get", &[("access_token", access_token)])
+            .await?;
+        Ok(answer.tags)
+    }
+
+    /// `POST /cgi-bin/tags/create`: a new tag. A name already in use answers errcode
+    /// 45157 (look it up with [`tags`](Self::tags)); an account holds at most 100 tags
+    /// (45056).
     pub async fn create_tag(&self, access_token: &str, name: &str) -> Result<Tag, ApiError> {
         let answer: TagAnswer = self
             .post_json(

@@ -31,6 +31,9 @@ pub fn handlers() -> Vec<Arc<dyn JobHandler>> {
         Arc::new(jobs::forecast::Forecast),
         Arc::new(jobs::generate::Generate),
         Arc::new(jobs::sync_metrics::SyncMetrics),
+        Arc::new(jobs::recommend::Recommend),
+        Arc::new(jobs::recommend::Segment),
+        Arc::new(jobs::reply::Reply),
     ]
 }
 

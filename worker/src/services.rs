@@ -11,6 +11,7 @@ use sea_orm::ConnectionTrait;
 use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
 use wxpilot_core::service::{Actor, accounts};
+use wxpilot_core::settings::CustomerServiceSettings;
 use wxpilot_core::{SecretBox, Settings};
 use wxpilot_inference::Router;
 use wxpilot_wechat::client::ApiClient;
@@ -27,6 +28,8 @@ pub struct Services {
     pub secrets: Arc<SecretBox>,
     /// The WeChat API.
     pub wechat: Arc<WechatGateway>,
+    /// How the customer-service bot answers.
+    pub customer_service: Arc<CustomerServiceSettings>,
 }
 
 impl Services {
@@ -40,6 +43,7 @@ impl Services {
             inference,
             secrets,
             wechat,
+            customer_service: Arc::new(CustomerServiceSettings::default()),
         }
     }
 
@@ -71,7 +75,14 @@ impl Services {
             inference,
             secrets,
             Arc::new(WechatGateway::new(client, store)),
-        ))
+        )
+        .with_customer_service(settings))
+    }
+
+    /// The customer-service settings of `settings`.
+    fn with_customer_service(mut self, settings: &Settings) -> Self {
+        self.customer_service = Arc::new(settings.customer_service.clone());
+        self
     }
 
     /// Services with no models and in-process WeChat tokens, for runs that only move jobs
@@ -84,7 +95,8 @@ impl Services {
             inference,
             secrets,
             Arc::new(WechatGateway::new(client, store)),
-        ))
+        )
+        .with_customer_service(settings))
     }
 }
 

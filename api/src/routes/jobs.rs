@@ -29,6 +29,17 @@ fn idempotency_key(req: &HttpRequest) -> ApiResult<Option<String>> {
     }
 }
 
+/// Attempts a new job of `kind` gets: configured, else the kind's default.
+pub fn max_attempts(state: &AppState, kind: &str) -> u32 {
+    state.settings.jobs.kinds.get(kind).map_or(
+        wxpilot_worker::handlers()
+            .iter()
+            .find(|h| h.kind() == kind)
+            .map_or(5, |h| h.default_policy().max_attempts),
+        |p| p.max_attempts,
+    )
+}
+
 /// Creates a job (or finds the one an identical earlier request created), puts a new one
 /// on the queue, and answers 202 with `Location`. Shared by every endpoint that makes jobs.
 pub async fn accept_job(
@@ -38,13 +49,7 @@ pub async fn accept_job(
     kind: &str,
     payload: Value,
 ) -> ApiResult<HttpResponse> {
-    let max_attempts = state.settings.jobs.kinds.get(kind).map_or(
-        wxpilot_worker::handlers()
-            .iter()
-            .find(|h| h.kind() == kind)
-            .map_or(5, |h| h.default_policy().max_attempts),
-        |p| p.max_attempts,
-    );
+    let max_attempts = max_attempts(state, kind);
     let (job, created) = jobs::create(
         &state.db,
         actor,

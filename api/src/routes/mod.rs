@@ -6,12 +6,14 @@ pub mod audit;
 pub mod auth;
 pub mod campaigns;
 pub mod contents;
+pub mod conversations;
 pub mod forecasts;
 pub mod generations;
 pub mod health;
 pub mod jobs;
 pub mod keyword_rules;
 pub mod knowledge;
+pub mod recommendations;
 pub mod usage;
 pub mod users;
 pub mod webhooks;
@@ -47,6 +49,21 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(forecasts::sync_metrics)
                 .service(forecasts::create)
                 .service(forecasts::get)
+                .service(conversations::list)
+                .service(conversations::messages)
+                .service(conversations::send)
+                .service(conversations::resume)
+                .service(conversations::get)
+                .service(recommendations::upload_items)
+                .service(recommendations::list_items)
+                .service(recommendations::similar)
+                .service(recommendations::get_item)
+                .service(recommendations::upload_interactions)
+                .service(recommendations::create)
+                .service(recommendations::for_follower)
+                .service(recommendations::create_segment)
+                .service(recommendations::list_segments)
+                .service(recommendations::get_segment)
                 .service(generations::create)
                 .service(contents::list)
                 .service(contents::get)

@@ -4,29 +4,27 @@
 //! Public: WeChat signs requests with the account's callback token instead of a bearer.
 //! Rejections (unknown account, bad signature, stale timestamp, unreadable body) happen
 //! before anything is stored. Once a request is verified, content problems never give a
-//! 5xx: the answer is a passive reply or `success`, inside [`ANSWER_BUDGET`].
+//! 5xx: the answer is a passive reply or `success`, inside `customer_service.answer_budget_ms`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
 };
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use wxpilot_core::service::answers::{self, FastAnswer};
+use wxpilot_core::service::conversations::{self, ReplyJob, ReplySource};
+use wxpilot_core::service::jobs::{self, NewJob};
+use wxpilot_core::service::recommendations::{self, EventTarget};
 use wxpilot_core::service::{Actor, accounts};
 use wxpilot_entity::{
-    EncryptionMode, callback_dedup, conversation_message, follower, keyword_rule, knowledge_entry,
-    official_account,
+    EncryptionMode, callback_dedup, conversation_message, follower, official_account,
 };
-use wxpilot_kb::decision::{DecisionPolicy, ReplyDecision, decide};
-use wxpilot_kb::knowledge::{EntryContent, FaqEntry, HybridConfig, KnowledgeEntry, KnowledgeIndex};
-use wxpilot_kb::reply::shape_reply;
-use wxpilot_kb::rules::{MatchKind, RuleDefinition, RuleSet};
+use wxpilot_kb::handoff::HandoffDetector;
+use wxpilot_kb::reply::{MAX_PASSIVE_REPLY_BYTES, shape_reply};
 use wxpilot_wechat::{
     CryptoError, DEFAULT_TIMESTAMP_WINDOW, EventKind, InboundMessage, MessageCrypt, MessageKind,
     PassiveReply, ReplyBody, SUCCESS, XmlLimits, check_timestamp, parse_envelope, parse_message,
@@ -36,14 +34,10 @@ use wxpilot_wechat::{
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// WeChat gives up after 5 s; the answer goes out well before, whatever happens.
-pub const ANSWER_BUDGET: Duration = Duration::from_millis(4500);
 /// Sent on subscribe when the account has none of its own.
 pub const DEFAULT_WELCOME: &str = "感谢关注！";
 /// WeChat retries for about 15 s; ten minutes covers that with room for clock skew.
 const DEDUP_TTL_SECS: u64 = 600;
-/// Knowledge hits considered per question.
-const TOP_K: usize = 5;
 
 /// The query WeChat adds to every callback.
 #[derive(Debug, Deserialize)]
@@ -82,6 +76,8 @@ struct CallbackAccount {
     token: String,
     mode: EncryptionMode,
     crypt: MessageCrypt,
+    /// Verified accounts have the customer-service API; others answer passively only.
+    verified: bool,
 }
 
 /// Finds the account and opens its credentials.
@@ -112,6 +108,7 @@ async fn load_account(state: &AppState, account_id: &str) -> Result<CallbackAcco
         token: credentials.callback_token,
         mode: credentials.encryption_mode,
         crypt,
+        verified: account.verified,
     })
 }
 
@@ -155,8 +152,8 @@ async fn receive(
     let account = load_account(&state, &path).await?;
     let encrypted = q.encrypt_type.as_deref() == Some("aes");
     let message = read_message(&account, &q, &body, encrypted)?;
-    let answer = match tokio::time::timeout(ANSWER_BUDGET, answer(&state, &account, &message)).await
-    {
+    let budget = Duration::from_millis(state.settings.customer_service.answer_budget_ms);
+    let answer = match tokio::time::timeout(budget, answer(&state, &account, &message)).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
             // A verified delivery is never answered with a 5xx: WeChat would show the
@@ -261,8 +258,8 @@ async fn answer(
     }
     let db = &state.db;
     let is_message = message.msg_id.is_some();
-    record_follower(db, account, message, is_message).await?;
-    store_message(
+    let follower = record_follower(db, account, message, is_message).await?;
+    let message_id = store_message(
         db,
         account,
         &message.from_user_name,
@@ -272,9 +269,12 @@ async fn answer(
         message.msg_id.clone(),
     )
     .await?;
+    record_interaction(db, account, message, &key).await?;
     let reply = match &message.kind {
         MessageKind::Event(EventKind::Subscribe { .. }) => Some(DEFAULT_WELCOME.to_owned()),
-        MessageKind::Text { content } => text_answer(db, &account.id, content).await?,
+        MessageKind::Text { content } => {
+            text_reply(state, account, &follower, content, &message_id, &key).await?
+        }
         _ => None,
     };
     let Some(reply) = reply else {
@@ -296,6 +296,138 @@ async fn answer(
     )
     .await?;
     Ok(Some(first))
+}
+
+/// The passive answer to a follower's text: an answer kept for them first (accounts
+/// without the customer-service API), then the handoff notice, a rule's reply or a
+/// confident FAQ answer; anything else queues a `reply` job (whose answer arrives as a
+/// customer-service message, or on the next message for unverified accounts). A follower
+/// handed to agents gets nothing from the bot while the pause lasts.
+async fn text_reply(
+    state: &AppState,
+    account: &CallbackAccount,
+    follower: &follower::Model,
+    content: &str,
+    message_id: &str,
+    delivery_key: &str,
+) -> anyhow::Result<Option<String>> {
+    let db = &state.db;
+    let cs = &state.settings.customer_service;
+    let openid = &follower.openid;
+    let pending = conversations::take_pending(db, &account.tenant_id, &account.id, openid).await?;
+    let now = Utc::now();
+    let handoff = HandoffDetector::new(&cs.handoff_phrases);
+    let answer = if handoff.is_handoff_request(content) {
+        let minutes = i64::try_from(cs.handoff_pause_minutes).unwrap_or(i64::MAX / 120_000);
+        let until = now + chrono::Duration::minutes(minutes);
+        conversations::pause(db, &account.tenant_id, &account.id, openid, until).await?;
+        tracing::info!(%until, "handoff requested; bot paused for this follower");
+        Some(cs.handoff_reply.clone())
+    } else if follower.bot_paused_until.is_some_and(|t| t > now) {
+        None
+    } else {
+        match answers::fast_answer(db, &account.id, content).await? {
+            FastAnswer::Rule(reply) | FastAnswer::Faq(reply) => Some(reply),
+            FastAnswer::Llm(_) => {
+                queue_reply(state, account, openid, content, message_id, delivery_key).await?;
+                (!account.verified).then(|| cs.pending_notice.clone())
+            }
+        }
+    };
+    let (reply, keep) = combine_passive(pending, answer);
+    if let Some(keep) = keep {
+        // Too long to share one passive reply: the newer answer waits for the next message.
+        conversations::set_pending(db, &account.tenant_id, &account.id, openid, Some(&keep))
+            .await?;
+    }
+    Ok(reply)
+}
+
+/// The passive reply from a kept answer and a new one, and what must wait for the next
+/// message when both do not fit in one reply.
+fn combine_passive(
+    pending: Option<String>,
+    answer: Option<String>,
+) -> (Option<String>, Option<String>) {
+    match (pending, answer) {
+        (Some(p), Some(a)) => {
+            let both = format!("{p}\n\n{a}");
+            if both.len() <= MAX_PASSIVE_REPLY_BYTES {
+                (Some(both), None)
+            } else {
+                (Some(p), Some(a))
+            }
+        }
+        (p, a) => (p.or(a), None),
+    }
+}
+
+/// Queues the model's answer to a follower's question, once per delivery (WeChat's
+/// retries are deduplicated before this; the idempotency key covers a crash in between).
+async fn queue_reply(
+    state: &AppState,
+    account: &CallbackAccount,
+    openid: &str,
+    question: &str,
+    message_id: &str,
+    delivery_key: &str,
+) -> anyhow::Result<()> {
+    let payload = serde_json::to_value(ReplyJob {
+        account_id: account.id.clone(),
+        openid: openid.to_owned(),
+        source: ReplySource::Bot {
+            question: question.to_owned(),
+            message_id: message_id.to_owned(),
+        },
+    })?;
+    let (job, created) = jobs::create(
+        &state.db,
+        &Actor::system(&account.tenant_id),
+        NewJob {
+            kind: conversations::REPLY_JOB_KIND.to_owned(),
+            payload,
+            max_attempts: crate::routes::jobs::max_attempts(state, conversations::REPLY_JOB_KIND),
+            idempotency_key: Some(format!("wechat:{}:{delivery_key}", account.id)),
+            traceparent: None,
+        },
+    )
+    .await?;
+    if created
+        && let Err(e) = state
+            .queue
+            .dispatch(conversations::REPLY_JOB_KIND, &job.id, None)
+            .await
+    {
+        tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "queue unavailable; the sweeper will dispatch the reply");
+    }
+    Ok(())
+}
+
+/// A menu click on a button keyed by an item id, or a menu view of an item's URL, is an
+/// interaction with that item for recommendations (stored once, by the delivery's key).
+async fn record_interaction(
+    db: &DatabaseConnection,
+    account: &CallbackAccount,
+    message: &InboundMessage,
+    key: &str,
+) -> anyhow::Result<()> {
+    let target = match &message.kind {
+        MessageKind::Event(EventKind::Click { key }) => EventTarget::MenuKey(key),
+        MessageKind::Event(EventKind::View { url, .. }) => EventTarget::Url(url),
+        _ => return Ok(()),
+    };
+    let at = chrono::DateTime::from_timestamp(message.create_time, 0).unwrap_or_else(Utc::now);
+    recommendations::record_callback_event(
+        db,
+        &account.tenant_id,
+        &account.id,
+        &message.from_user_name,
+        target,
+        key,
+        at,
+    )
+    .await?;
+    Ok(())
 }
 
 /// What an inbound message is stored as: the text, or the event's name.
@@ -340,7 +472,7 @@ async fn record_follower(
     account: &CallbackAccount,
     message: &InboundMessage,
     is_message: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<follower::Model> {
     let now = Utc::now();
     let subscribed = match &message.kind {
         MessageKind::Event(EventKind::Subscribe { .. }) => Some(true),
@@ -363,7 +495,7 @@ async fn record_follower(
             if let Some(subscribed) = subscribed {
                 active.subscribed = Set(subscribed);
             }
-            active.update(db).await?;
+            Ok(active.update(db).await?)
         }
         None => {
             follower::ActiveModel {
@@ -382,10 +514,10 @@ async fn record_follower(
                 last_send_error: Set(None),
             }
             .insert(db)
-            .await?;
+            .await
+            .map_err(Into::into)
         }
     }
-    Ok(())
 }
 
 /// Appends one message to the follower's conversation.
@@ -397,9 +529,10 @@ async fn store_message(
     kind: &str,
     content: &str,
     wechat_msg_id: Option<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
+    let id = wxpilot_core::ids::new_id();
     conversation_message::ActiveModel {
-        id: Set(wxpilot_core::ids::new_id()),
+        id: Set(id.clone()),
         tenant_id: Set(account.tenant_id.clone()),
         account_id: Set(account.id.clone()),
         openid: Set(openid.to_owned()),
@@ -412,125 +545,5 @@ async fn store_message(
     }
     .insert(db)
     .await?;
-    Ok(())
-}
-
-/// A keyword rule's reply, else a confident FAQ answer, else `None`.
-async fn text_answer(
-    db: &DatabaseConnection,
-    account_id: &str,
-    content: &str,
-) -> anyhow::Result<Option<String>> {
-    let rules = load_rules(db, account_id).await?;
-    if let Some(rule) = rules.first_match(content) {
-        return Ok(Some(rule.reply.clone()));
-    }
-    let index = load_knowledge(db, account_id).await?;
-    let hits = index.search(content, None, TOP_K, &HybridConfig::default())?;
-    Ok(match decide(&hits, &DecisionPolicy::default()) {
-        ReplyDecision::FaqAnswer { answer, .. } => Some(answer.to_owned()),
-        ReplyDecision::Llm { .. } => None,
-    })
-}
-
-/// The account's keyword rules, compiled.
-async fn load_rules(db: &DatabaseConnection, account_id: &str) -> anyhow::Result<RuleSet> {
-    let rows = keyword_rule::Entity::find()
-        .filter(keyword_rule::Column::AccountId.eq(account_id))
-        .order_by_asc(keyword_rule::Column::Id)
-        .all(db)
-        .await?;
-    let definitions = rows.into_iter().filter_map(|r| {
-        Some(RuleDefinition {
-            kind: rule_kind(&r.kind)?,
-            id: r.id,
-            pattern: r.pattern,
-            reply: r.reply,
-            priority: r.priority,
-        })
-    });
-    Ok(RuleSet::compile(definitions)?)
-}
-
-/// The stored rule kind as the matcher's.
-pub fn rule_kind(stored: &str) -> Option<MatchKind> {
-    match stored {
-        "exact" => Some(MatchKind::Exact),
-        "contains" => Some(MatchKind::Contains),
-        "regex" => Some(MatchKind::Regex),
-        _ => None,
-    }
-}
-
-/// What identifies the state of an account's knowledge base: entries are never edited in
-/// place (only created and deleted), and ids grow with time, so the count and the largest
-/// id change whenever the set does, on any replica.
-type KnowledgeFingerprint = (i64, Option<String>);
-
-/// Built indexes per account, rebuilt when the fingerprint moves.
-/// A built index and the fingerprint it was built at.
-type CachedIndex = (KnowledgeFingerprint, Arc<KnowledgeIndex>);
-
-static KNOWLEDGE_CACHE: LazyLock<Mutex<HashMap<String, CachedIndex>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-async fn knowledge_fingerprint(
-    db: &DatabaseConnection,
-    account_id: &str,
-) -> anyhow::Result<KnowledgeFingerprint> {
-    let row: Option<KnowledgeFingerprint> = knowledge_entry::Entity::find()
-        .select_only()
-        .column_as(knowledge_entry::Column::Id.count(), "n")
-        .column_as(knowledge_entry::Column::Id.max(), "m")
-        .filter(knowledge_entry::Column::AccountId.eq(account_id))
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(row.unwrap_or((0, None)))
-}
-
-/// The account's knowledge base as a BM25 index (embeddings are not used yet), from the
-/// in-process cache unless the entries changed since it was built.
-async fn load_knowledge(
-    db: &DatabaseConnection,
-    account_id: &str,
-) -> anyhow::Result<Arc<KnowledgeIndex>> {
-    let fingerprint = knowledge_fingerprint(db, account_id).await?;
-    if let Ok(cache) = KNOWLEDGE_CACHE.lock()
-        && let Some((cached, index)) = cache.get(account_id)
-        && *cached == fingerprint
-    {
-        return Ok(Arc::clone(index));
-    }
-    let index = Arc::new(build_knowledge(db, account_id).await?);
-    if let Ok(mut cache) = KNOWLEDGE_CACHE.lock() {
-        cache.insert(account_id.to_owned(), (fingerprint, Arc::clone(&index)));
-    }
-    Ok(index)
-}
-
-async fn build_knowledge(
-    db: &DatabaseConnection,
-    account_id: &str,
-) -> anyhow::Result<KnowledgeIndex> {
-    let rows = knowledge_entry::Entity::find()
-        .filter(knowledge_entry::Column::AccountId.eq(account_id))
-        .order_by_asc(knowledge_entry::Column::Id)
-        .all(db)
-        .await?;
-    let entries = rows.into_iter().filter(|r| r.kind == "faq").map(|r| {
-        let alternative_questions = serde_json::from_value(r.alternatives).unwrap_or_default();
-        (
-            KnowledgeEntry {
-                id: r.id,
-                content: EntryContent::Faq(FaqEntry {
-                    question: r.question,
-                    answer: r.answer,
-                    alternative_questions,
-                }),
-            },
-            None,
-        )
-    });
-    Ok(KnowledgeIndex::build(entries)?)
+    Ok(id)
 }

@@ -4,16 +4,19 @@
 
 pub mod access;
 pub mod accounts;
+pub mod answers;
 pub mod api_keys;
 pub mod audit;
 pub mod campaigns;
 pub mod contents;
+pub mod conversations;
 pub mod forecasts;
 pub mod jobs;
 pub mod keyword_rules;
 pub mod knowledge;
 pub mod login;
 pub mod metrics;
+pub mod recommendations;
 pub mod rotation;
 pub mod tenants;
 pub mod usage;

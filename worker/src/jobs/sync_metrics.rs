@@ -14,10 +14,11 @@ use serde_json::{Value, json};
 use wxpilot_core::jobs::KindPolicy;
 use wxpilot_core::service::metrics::{self, MetricRow, SYNC_JOB_KIND, SyncJob};
 use wxpilot_wechat::client::{
-    ApiError, DatacubeEndpoint, DateWindow, UserCumulateRow, UserReadRow, UserShareRow,
-    UserSummaryRow, split_date_range,
+    DatacubeEndpoint, DateWindow, UserCumulateRow, UserReadRow, UserShareRow, UserSummaryRow,
+    split_date_range,
 };
 
+use super::classify_wechat;
 use crate::runtime::{JobContext, JobError, JobHandler, JobOutput};
 
 /// Metrics written for every day of a window (a window is complete when all are there).
@@ -86,19 +87,19 @@ async fn sync(ctx: &JobContext, job: &SyncJob) -> Result<JobOutput, JobError> {
         let summary: Vec<UserSummaryRow> = manager
             .datacube_range(DatacubeEndpoint::UserSummary, window.begin, window.end)
             .await
-            .map_err(classify)?;
+            .map_err(classify_wechat)?;
         let cumulate: Vec<UserCumulateRow> = manager
             .datacube_range(DatacubeEndpoint::UserCumulate, window.begin, window.end)
             .await
-            .map_err(classify)?;
+            .map_err(classify_wechat)?;
         let reads: Vec<UserReadRow> = manager
             .datacube_range(DatacubeEndpoint::UserRead, window.begin, window.end)
             .await
-            .map_err(classify)?;
+            .map_err(classify_wechat)?;
         let shares: Vec<UserShareRow> = manager
             .datacube_range(DatacubeEndpoint::UserShare, window.begin, window.end)
             .await
-            .map_err(classify)?;
+            .map_err(classify_wechat)?;
         let answers = Answers {
             summary: &summary,
             cumulate: &cumulate,
@@ -221,20 +222,10 @@ fn metric_row(date: NaiveDate, metric: &str, value: i64) -> MetricRow {
 
 /// What a WeChat failure means for the job: quota, authorisation and whitelist problems
 /// need a person (or tomorrow), so they end the job; the rest may pass on a retry.
-fn classify(error: ApiError) -> JobError {
-    match error {
-        ApiError::QuotaExceeded { .. }
-        | ApiError::NotAuthorised { .. }
-        | ApiError::IpNotWhitelisted { .. }
-        | ApiError::InvalidRequest(_)
-        | ApiError::Decode { .. } => JobError::Permanent(error.to_string()),
-        other => JobError::Retryable(other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wxpilot_wechat::client::ApiError;
 
     fn day(s: &str) -> NaiveDate {
         s.parse().expect("date")
@@ -370,9 +361,9 @@ mod tests {
         let api = "/datacube/getusersummary";
         let quota =
             ApiError::from_errcode(45009, "reach max api daily quota limit", api).expect("error");
-        assert!(matches!(classify(quota), JobError::Permanent(_)));
+        assert!(matches!(classify_wechat(quota), JobError::Permanent(_)));
         let frequent =
             ApiError::from_errcode(45011, "api minute-quota reach limit", api).expect("error");
-        assert!(matches!(classify(frequent), JobError::Retryable(_)));
+        assert!(matches!(classify_wechat(frequent), JobError::Retryable(_)));
     }
 }

@@ -1,0 +1,154 @@
+//! How the customer service answers a text message before any model runs: the account's
+//! keyword rules, then its FAQ (jieba BM25 with a calibrated confidence); what is left goes
+//! to the LLM grounded in the best passages. Shared by the WeChat callback (passive
+//! answers inside WeChat's 5 seconds) and the `reply` job (the grounding).
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use wxpilot_entity::{keyword_rule, knowledge_entry};
+use wxpilot_kb::decision::{DecisionPolicy, ReplyDecision, decide};
+use wxpilot_kb::knowledge::{EntryContent, FaqEntry, HybridConfig, KnowledgeEntry, KnowledgeIndex};
+use wxpilot_kb::prompt::GroundingPassage;
+use wxpilot_kb::rules::{MatchKind, RuleDefinition, RuleSet};
+
+use crate::error::{ServiceError, ServiceResult};
+
+/// Passages retrieved per question.
+pub const TOP_K: usize = 5;
+
+/// What to do with a follower's text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FastAnswer {
+    /// A keyword rule matched: its reply.
+    Rule(String),
+    /// A confident FAQ match: its answer.
+    Faq(String),
+    /// Nothing confident: ask the model, grounded in these passages (maybe none).
+    Llm(Vec<GroundingPassage>),
+}
+
+/// Rules first, then the FAQ, else the passages for the model.
+pub async fn fast_answer<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    content: &str,
+) -> ServiceResult<FastAnswer> {
+    let rules = load_rules(db, account_id).await?;
+    if let Some(rule) = rules.first_match(content) {
+        return Ok(FastAnswer::Rule(rule.reply.clone()));
+    }
+    let index = knowledge_index(db, account_id).await?;
+    let hits = index
+        .search(content, None, TOP_K, &HybridConfig::default())
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
+    Ok(match decide(&hits, &DecisionPolicy::default()) {
+        ReplyDecision::FaqAnswer { answer, .. } => FastAnswer::Faq(answer.to_owned()),
+        ReplyDecision::Llm { grounding } => {
+            FastAnswer::Llm(grounding.iter().map(GroundingPassage::from).collect())
+        }
+    })
+}
+
+/// The account's keyword rules, compiled.
+async fn load_rules<C: ConnectionTrait>(db: &C, account_id: &str) -> ServiceResult<RuleSet> {
+    let rows = keyword_rule::Entity::find()
+        .filter(keyword_rule::Column::AccountId.eq(account_id))
+        .order_by_asc(keyword_rule::Column::Id)
+        .all(db)
+        .await?;
+    let definitions = rows.into_iter().filter_map(|r| {
+        Some(RuleDefinition {
+            kind: rule_kind(&r.kind)?,
+            id: r.id,
+            pattern: r.pattern,
+            reply: r.reply,
+            priority: r.priority,
+        })
+    });
+    RuleSet::compile(definitions).map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))
+}
+
+/// The stored rule kind as the matcher's.
+pub fn rule_kind(stored: &str) -> Option<MatchKind> {
+    match stored {
+        "exact" => Some(MatchKind::Exact),
+        "contains" => Some(MatchKind::Contains),
+        "regex" => Some(MatchKind::Regex),
+        _ => None,
+    }
+}
+
+/// What identifies the state of an account's knowledge base: entries are never edited in
+/// place (only created and deleted), and ids grow with time, so the count and the largest
+/// id change whenever the set does, on any replica.
+type KnowledgeFingerprint = (i64, Option<String>);
+
+/// Built indexes per account, rebuilt when the fingerprint moves.
+/// A built index and the fingerprint it was built at.
+type CachedIndex = (KnowledgeFingerprint, Arc<KnowledgeIndex>);
+
+static KNOWLEDGE_CACHE: LazyLock<Mutex<HashMap<String, CachedIndex>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+async fn knowledge_fingerprint<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+) -> ServiceResult<KnowledgeFingerprint> {
+    let row: Option<KnowledgeFingerprint> = knowledge_entry::Entity::find()
+        .select_only()
+        .column_as(knowledge_entry::Column::Id.count(), "n")
+        .column_as(knowledge_entry::Column::Id.max(), "m")
+        .filter(knowledge_entry::Column::AccountId.eq(account_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(row.unwrap_or((0, None)))
+}
+
+/// The account's knowledge base as a BM25 index (embeddings are not used yet), from the
+/// in-process cache unless the entries changed since it was built.
+pub async fn knowledge_index<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+) -> ServiceResult<Arc<KnowledgeIndex>> {
+    let fingerprint = knowledge_fingerprint(db, account_id).await?;
+    if let Ok(cache) = KNOWLEDGE_CACHE.lock()
+        && let Some((cached, index)) = cache.get(account_id)
+        && *cached == fingerprint
+    {
+        return Ok(Arc::clone(index));
+    }
+    let index = Arc::new(build_knowledge(db, account_id).await?);
+    if let Ok(mut cache) = KNOWLEDGE_CACHE.lock() {
+        cache.insert(account_id.to_owned(), (fingerprint, Arc::clone(&index)));
+    }
+    Ok(index)
+}
+
+async fn build_knowledge<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+) -> ServiceResult<KnowledgeIndex> {
+    let rows = knowledge_entry::Entity::find()
+        .filter(knowledge_entry::Column::AccountId.eq(account_id))
+        .order_by_asc(knowledge_entry::Column::Id)
+        .all(db)
+        .await?;
+    let entries = rows.into_iter().filter(|r| r.kind == "faq").map(|r| {
+        let alternative_questions = serde_json::from_value(r.alternatives).unwrap_or_default();
+        (
+            KnowledgeEntry {
+                id: r.id,
+                content: EntryContent::Faq(FaqEntry {
+                    question: r.question,
+                    answer: r.answer,
+                    alternative_questions,
+                }),
+            },
+            None,
+        )
+    });
+    KnowledgeIndex::build(entries).map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))
+}
