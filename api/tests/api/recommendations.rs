@@ -457,3 +457,83 @@ async fn recommends_from_planted_tastes(backend: Backend) {
     assert_eq!(app.count("interactions").await, good.len() as i64);
 }
 both_backends!(recommends_from_planted_tastes);
+
+/// A menu `CLICK` whose key is an item id and a `VIEW` of an item's URL, delivered through
+/// the real callback (safe mode), become interactions; WeChat's redelivery counts once, and
+/// events that point at no item are ignored.
+async fn menu_events_become_interactions(backend: Backend) {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    sim.register_account(APP_ID, APP_SECRET, "spamtest", AES_KEY, true)
+        .unwrap();
+    let app = app_with(backend, &sim).await;
+    let t = app.tenant("Menu").await;
+    let account = app.create_account(&t.owner_key, APP_ID).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sim.set_callback(
+        APP_ID,
+        &app.url(&format!("/wechat/{account}")),
+        wxpilot_wechat_sim::CallbackMode::Safe,
+    )
+    .unwrap();
+    let res = app
+        .post(
+            &format!("/v1/accounts/{account}/items"),
+            &t.owner_key,
+            &Value::from(items()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let fan = tea_fan(1);
+    let event = |kind: &str, key: &str, at: i64| {
+        format!(
+            "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>\
+             <FromUserName><![CDATA[{fan}]]></FromUserName><CreateTime>{at}</CreateTime>\
+             <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{kind}]]></Event>\
+             <EventKey><![CDATA[{key}]]></EventKey></xml>"
+        )
+    };
+    let now = chrono::Utc::now().timestamp();
+    let click = event("CLICK", "tea-2", now);
+    for xml in [
+        click.clone(),
+        click,
+        event("VIEW", "https://example.com/tea/4", now + 1),
+        event("CLICK", "MENU_ABOUT_US", now + 2),
+    ] {
+        let report = sim.deliver_xml(APP_ID, &xml).await.unwrap();
+        assert_eq!(
+            report.reply,
+            wxpilot_wechat_sim::ReplyOutcome::Acknowledged,
+            "{report:?}"
+        );
+    }
+    assert_eq!(app.count("interactions").await, 2);
+    // They train the model like uploaded ones.
+    let res = app
+        .post(
+            &format!("/v1/accounts/{account}/recommendations"),
+            &t.owner_key,
+            &json!({"k": 3}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let job = finished(&app, &t.owner_key, &location).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["followers"], 1, "{job}");
+    let recs = get_json(
+        &app,
+        &t.owner_key,
+        &format!("/v1/accounts/{account}/followers/{fan}/recommendations"),
+    )
+    .await;
+    let ids = item_ids(&recs["items"]);
+    assert!(!ids.contains(&"tea-2".to_owned()) && !ids.contains(&"tea-4".to_owned()));
+}
+both_backends!(menu_events_become_interactions);
