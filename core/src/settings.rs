@@ -477,6 +477,33 @@ impl Default for CustomerServiceSettings {
     }
 }
 
+/// Publishing articles to WeChat.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishingSettings {
+    /// Seconds to fetch one image (cover or body) before giving up.
+    pub image_fetch_timeout_secs: u64,
+    /// Fetch images from loopback and private addresses too. Off by default: article
+    /// HTML comes from users, and the worker must not become a way into the cluster.
+    pub allow_private_image_hosts: bool,
+    /// `freepublish/get` polls per attempt while WeChat is still publishing (the
+    /// `PUBLISHJOBFINISH` event usually settles it first).
+    pub status_polls: u32,
+    /// Seconds between those polls.
+    pub status_poll_secs: u64,
+}
+
+impl Default for PublishingSettings {
+    fn default() -> Self {
+        Self {
+            image_fetch_timeout_secs: 15,
+            allow_private_image_hosts: false,
+            status_polls: 10,
+            status_poll_secs: 3,
+        }
+    }
+}
+
 /// `WXPILOT_…` variables that are not settings: the config file path, where the scripts
 /// keep models and data sets, and the test suite's switches. They are never read as keys.
 const NOT_SETTINGS: &[&str] = &[
@@ -524,6 +551,8 @@ pub struct Settings {
     pub wechat: WechatSettings,
     /// The customer-service bot.
     pub customer_service: CustomerServiceSettings,
+    /// Publishing to WeChat.
+    pub publishing: PublishingSettings,
 }
 
 impl Default for Settings {
@@ -545,6 +574,7 @@ impl Default for Settings {
             inference: InferenceSettings::default(),
             wechat: WechatSettings::default(),
             customer_service: CustomerServiceSettings::default(),
+            publishing: PublishingSettings::default(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod job;
 pub mod keyword_rule;
 pub mod knowledge_entry;
 pub mod official_account;
+pub mod publication;
 pub mod recommendation;
 pub mod recommendation_item;
 pub mod segment;

@@ -12,6 +12,7 @@ mod m20261204_000002_recommendation;
 mod m20261204_000010_customer_service;
 mod m20261204_000020_contents;
 mod m20261205_000001_items_segments;
+mod m20261205_000002_publications;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_customer_service::Migration),
             Box::new(m20261204_000020_contents::Migration),
             Box::new(m20261205_000001_items_segments::Migration),
+            Box::new(m20261205_000002_publications::Migration),
         ]
     }
 }

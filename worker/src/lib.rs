@@ -34,6 +34,7 @@ pub fn handlers() -> Vec<Arc<dyn JobHandler>> {
         Arc::new(jobs::recommend::Recommend),
         Arc::new(jobs::recommend::Segment),
         Arc::new(jobs::reply::Reply),
+        Arc::new(jobs::publish::Publish),
     ]
 }
 

@@ -11,7 +11,7 @@ use sea_orm::ConnectionTrait;
 use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
 use wxpilot_core::service::{Actor, accounts};
-use wxpilot_core::settings::CustomerServiceSettings;
+use wxpilot_core::settings::{CustomerServiceSettings, PublishingSettings};
 use wxpilot_core::{SecretBox, Settings};
 use wxpilot_inference::Router;
 use wxpilot_wechat::client::ApiClient;
@@ -30,6 +30,8 @@ pub struct Services {
     pub wechat: Arc<WechatGateway>,
     /// How the customer-service bot answers.
     pub customer_service: Arc<CustomerServiceSettings>,
+    /// How articles are published.
+    pub publishing: Arc<PublishingSettings>,
 }
 
 impl Services {
@@ -44,6 +46,7 @@ impl Services {
             secrets,
             wechat,
             customer_service: Arc::new(CustomerServiceSettings::default()),
+            publishing: Arc::new(PublishingSettings::default()),
         }
     }
 
@@ -76,12 +79,13 @@ impl Services {
             secrets,
             Arc::new(WechatGateway::new(client, store)),
         )
-        .with_customer_service(settings))
+        .with_settings(settings))
     }
 
-    /// The customer-service settings of `settings`.
-    fn with_customer_service(mut self, settings: &Settings) -> Self {
+    /// The customer-service and publishing settings of `settings`.
+    fn with_settings(mut self, settings: &Settings) -> Self {
         self.customer_service = Arc::new(settings.customer_service.clone());
+        self.publishing = Arc::new(settings.publishing.clone());
         self
     }
 
@@ -96,7 +100,7 @@ impl Services {
             secrets,
             Arc::new(WechatGateway::new(client, store)),
         )
-        .with_customer_service(settings))
+        .with_settings(settings))
     }
 }
 

@@ -1,15 +1,17 @@
 //! `/v1/contents`: generated drafts under review (everyone in the tenant reads; editors edit,
 //! approve and reject), and `PUT /v1/accounts/{id}/brand-voice`.
 
-use actix_web::{get, patch, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
 use wxpilot_core::service::contents::{
     self, BrandVoiceBody, Content, ContentDetail, ContentFilter, ContentPatch, state,
 };
+use wxpilot_core::service::publications::{self, Publication, PublishRequest};
 use wxpilot_core::service::{Access, Area, Page, PageRequest};
 
 use crate::auth::Auth;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
+use crate::routes::jobs::accept_job_keyed;
 use crate::state::AppState;
 
 /// List contents, optionally of one campaign or in one state.
@@ -138,4 +140,60 @@ pub async fn put_brand_voice(
     Ok(web::Json(
         contents::put_brand_voice(&state.db, actor, &id, body.0).await?,
     ))
+}
+
+/// Publish an approved article to its account: `202` with the `publish` job, which uploads
+/// the cover and body images, adds the draft, submits it and records the article URL.
+/// Repeating the request answers the same job (`Idempotent-Replayed: true`), and once
+/// WeChat has the article, 409: nothing is ever published twice.
+#[utoipa::path(
+    tag = "contents",
+    params(
+        ("id" = String, Path, description = "Content id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe creation: the same key and body give the same job")
+    ),
+    request_body = PublishRequest,
+    responses(
+        (status = 202, description = "Queued; `Location` names the job", body = wxpilot_core::service::jobs::Job),
+        (status = 409, description = "Not approved, not an article, or published already", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+#[post("/contents/{id}/publish")]
+pub async fn publish(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    auth: Auth,
+    id: web::Path<String>,
+    body: Json<PublishRequest>,
+) -> ApiResult<HttpResponse> {
+    let actor = auth.require(Area::Campaigns, Access::Write)?;
+    let (job, key) = publications::prepare(&state.db, actor, &id, body.0).await?;
+    let payload = serde_json::to_value(&job).map_err(|e| ApiError::field("body", e.to_string()))?;
+    accept_job_keyed(
+        &state,
+        &req,
+        actor,
+        publications::PUBLISH_JOB_KIND,
+        payload,
+        Some(key),
+    )
+    .await
+}
+
+/// Where publishing a content stands: each step's outcome and, once published, the URL.
+#[utoipa::path(
+    tag = "contents",
+    params(("id" = String, Path, description = "Content id")),
+    responses((status = 200, description = "The publication", body = Publication)),
+    security(("bearer" = []))
+)]
+#[get("/contents/{id}/publication")]
+pub async fn publication(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<Publication>> {
+    let actor = auth.require(Area::Campaigns, Access::Read)?;
+    Ok(web::Json(publications::get(&state.db, actor, &id).await?))
 }

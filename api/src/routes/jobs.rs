@@ -49,6 +49,20 @@ pub async fn accept_job(
     kind: &str,
     payload: Value,
 ) -> ApiResult<HttpResponse> {
+    accept_job_keyed(state, req, actor, kind, payload, None).await
+}
+
+/// [`accept_job`] for work that must not run twice whatever the client sends: without an
+/// `Idempotency-Key` header, `default_key` stands in, so a repeated request answers the
+/// job the first one created.
+pub async fn accept_job_keyed(
+    state: &AppState,
+    req: &HttpRequest,
+    actor: &Actor,
+    kind: &str,
+    payload: Value,
+    default_key: Option<String>,
+) -> ApiResult<HttpResponse> {
     let max_attempts = max_attempts(state, kind);
     let (job, created) = jobs::create(
         &state.db,
@@ -57,7 +71,7 @@ pub async fn accept_job(
             kind: kind.to_owned(),
             payload,
             max_attempts,
-            idempotency_key: idempotency_key(req)?,
+            idempotency_key: idempotency_key(req)?.or(default_key),
             traceparent: req
                 .headers()
                 .get("traceparent")

@@ -70,6 +70,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(contents::update)
                 .service(contents::approve)
                 .service(contents::reject)
+                .service(contents::publish)
+                .service(contents::publication)
                 .service(contents::put_brand_voice)
                 .service(users::create)
                 .service(users::list)

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use wxpilot_core::service::answers::{self, FastAnswer};
 use wxpilot_core::service::conversations::{self, ReplyJob, ReplySource};
 use wxpilot_core::service::jobs::{self, NewJob};
+use wxpilot_core::service::publications;
 use wxpilot_core::service::recommendations::{self, EventTarget};
 use wxpilot_core::service::{Actor, accounts};
 use wxpilot_entity::{
@@ -27,8 +28,8 @@ use wxpilot_kb::handoff::HandoffDetector;
 use wxpilot_kb::reply::{MAX_PASSIVE_REPLY_BYTES, shape_reply};
 use wxpilot_wechat::{
     CryptoError, DEFAULT_TIMESTAMP_WINDOW, EventKind, InboundMessage, MessageCrypt, MessageKind,
-    PassiveReply, ReplyBody, SUCCESS, XmlLimits, check_timestamp, parse_envelope, parse_message,
-    verify_url_signature,
+    PassiveReply, PublishResult, PublishStatus, ReplyBody, SUCCESS, XmlLimits, check_timestamp,
+    parse_envelope, parse_message, verify_url_signature,
 };
 
 use crate::error::ApiError;
@@ -270,6 +271,9 @@ async fn answer(
     )
     .await?;
     record_interaction(db, account, message, &key).await?;
+    if let MessageKind::Event(EventKind::PublishJobFinish(result)) = &message.kind {
+        record_publish_result(db, account, result).await?;
+    }
     let reply = match &message.kind {
         MessageKind::Event(EventKind::Subscribe { .. }) => Some(DEFAULT_WELCOME.to_owned()),
         MessageKind::Text { content } => {
@@ -399,6 +403,35 @@ async fn queue_reply(
             .await
     {
         tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "queue unavailable; the sweeper will dispatch the reply");
+    }
+    Ok(())
+}
+
+/// `PUBLISHJOBFINISH`: WeChat's outcome of a publish, recorded on the publication (the
+/// `publish` job may be polling for the same answer; whichever comes first settles it).
+async fn record_publish_result(
+    db: &DatabaseConnection,
+    account: &CallbackAccount,
+    result: &PublishResult,
+) -> anyhow::Result<()> {
+    let Some(publish_id) = &result.publish_id else {
+        return Ok(());
+    };
+    let outcome = match result.status {
+        Some(PublishStatus::Success) => Ok((
+            result.article_id.clone(),
+            result.article_urls.first().cloned(),
+        )),
+        Some(PublishStatus::Publishing) | None => return Ok(()),
+        Some(other) => Err(format!(
+            "WeChat reported the publish as {other:?} (failed articles {:?})",
+            result.fail_idx
+        )),
+    };
+    let known =
+        publications::finish(db, &account.tenant_id, &account.id, publish_id, outcome).await?;
+    if !known {
+        tracing::info!(%publish_id, "PUBLISHJOBFINISH for a publish wxpilot did not submit");
     }
     Ok(())
 }

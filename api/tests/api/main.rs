@@ -18,6 +18,7 @@ mod isolation;
 mod jobs;
 mod metrics_sync;
 mod operations;
+mod publishing;
 mod recommendations;
 mod secrets;
 mod users_and_keys;

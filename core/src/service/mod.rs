@@ -16,6 +16,7 @@ pub mod keyword_rules;
 pub mod knowledge;
 pub mod login;
 pub mod metrics;
+pub mod publications;
 pub mod recommendations;
 pub mod rotation;
 pub mod tenants;

@@ -7,6 +7,7 @@ use crate::runtime::JobError;
 pub mod forecast;
 pub mod generate;
 pub mod ping;
+pub mod publish;
 pub mod recommend;
 pub mod reply;
 pub mod sync_metrics;
