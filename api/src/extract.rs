@@ -28,32 +28,58 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
         let content_type_ok = is_json(req);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let bytes = web::Bytes::from_request(req, payload);
+        let body = read_body(req, payload);
         Box::pin(async move {
             if !content_type_ok {
                 return Err(ApiError::UnsupportedMediaType(
                     "send the body as Content-Type: application/json".into(),
                 ));
             }
-            if declared.is_some_and(|len| len > limit) {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            let body = tokio::time::timeout(BODY_TIMEOUT, bytes)
-                .await
-                .map_err(|_| ApiError::RequestTimeout)?
-                .map_err(|e| body_error(&e, limit))?;
-            if body.len() > limit {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            parse(&body).map(Json)
+            parse(&body.await?).map(Json)
         })
+    }
+}
+
+/// A raw body (uploads in JSON lines or CSV) under the same size limit, read timeout and
+/// problem+json errors as [`Json`]; the handler parses it.
+pub struct RawBody(pub Bytes);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move { body.await.map(RawBody) })
+    }
+}
+
+/// Reads the body within the configured limit (413 by the declared length or as it
+/// arrives) and the read timeout (408).
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> impl Future<Output = Result<Bytes, ApiError>> + 'static {
+    let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let bytes = web::Bytes::from_request(req, payload);
+    async move {
+        if declared.is_some_and(|len| len > limit) {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        let body = tokio::time::timeout(BODY_TIMEOUT, bytes)
+            .await
+            .map_err(|_| ApiError::RequestTimeout)?
+            .map_err(|e| body_error(&e, limit))?;
+        if body.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        Ok(body)
     }
 }
 
@@ -110,7 +136,7 @@ pub fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 
 /// The path of the first string (or key) holding a NUL character: no database stores it
 /// as text, and no WeChat text contains it.
-fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
+pub(crate) fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
     use serde_json::Value;
     match value {
         Value::String(s) if s.contains('\0') => Some(path),

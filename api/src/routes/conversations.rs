@@ -105,6 +105,7 @@ pub async fn send(
     path: web::Path<(String, String)>,
     body: Json<AgentMessage>,
 ) -> ApiResult<HttpResponse> {
+    auth.require(Area::Accounts, Access::Read)?;
     let actor = auth.require(Area::Jobs, Access::Write)?;
     let (account, openid) = path.into_inner();
     conversations::exists(&state.db, actor, &account, &openid).await?;
@@ -129,6 +130,7 @@ pub async fn resume(
     auth: Auth,
     path: web::Path<(String, String)>,
 ) -> ApiResult<web::Json<Conversation>> {
+    auth.require(Area::Accounts, Access::Read)?;
     let actor = auth.require(Area::Jobs, Access::Write)?;
     let (account, openid) = path.into_inner();
     Ok(web::Json(

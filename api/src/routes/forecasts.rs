@@ -12,7 +12,7 @@ use wxpilot_core::service::{Access, Area, accounts};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Query};
+use crate::extract::{Json, Query, RawBody};
 use crate::routes::jobs::accept_job;
 use crate::state::AppState;
 
@@ -103,7 +103,7 @@ pub async fn upload_metrics(
     req: HttpRequest,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> ApiResult<web::Json<UploadReport>> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
     let is_csv = req
@@ -112,9 +112,9 @@ pub async fn upload_metrics(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/csv"));
     let rows = if is_csv {
-        parse_csv_rows(&body)
+        parse_csv_rows(&body.0)
     } else {
-        parse_json_rows(&body)
+        parse_json_rows(&body.0)
     }
     .map_err(|m| ApiError::field("body", m))?;
     Ok(web::Json(

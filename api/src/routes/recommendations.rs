@@ -15,7 +15,7 @@ use wxpilot_core::service::{Access, Area, Page, PageRequest, accounts};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Query};
+use crate::extract::{Json, Query, RawBody, nul_path};
 use crate::routes::jobs::accept_job;
 use crate::state::AppState;
 
@@ -29,7 +29,10 @@ pub fn parse_json_elements<T: DeserializeOwned>(
     let elements = match value {
         Value::Array(elements) => elements,
         Value::Object(mut object) => match object.remove(key) {
-            Some(Value::Array(elements)) => elements,
+            Some(Value::Array(elements)) if object.is_empty() => elements,
+            Some(Value::Array(_)) => {
+                return Err(format!("{{\"{key}\": [...]}} takes no other fields"));
+            }
             Some(_) => return Err(format!("{key} must be an array")),
             None => vec![Value::Object(object)],
         },
@@ -47,12 +50,18 @@ pub fn parse_json_elements<T: DeserializeOwned>(
 }
 
 fn parse_element<T: DeserializeOwned>(value: Value, row: usize) -> NumberedRow<T> {
+    let error = |message: String| RowError { row, message };
+    if let Some(path) = nul_path(&value, String::new()) {
+        let field = if path.is_empty() {
+            "value".into()
+        } else {
+            path
+        };
+        return Err(error(format!("{field} must not contain NUL characters")));
+    }
     serde_json::from_value(value)
         .map(|v| (row, v))
-        .map_err(|e| RowError {
-            row,
-            message: e.to_string(),
-        })
+        .map_err(|e| error(e.to_string()))
 }
 
 /// Parses JSON lines (one object per line; blank lines skipped, numbers kept as sent).
@@ -63,12 +72,12 @@ pub fn parse_json_lines<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<Numbered
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| {
-            serde_json::from_str::<T>(line)
-                .map(|v| (i + 1, v))
+            serde_json::from_str::<Value>(line)
                 .map_err(|e| RowError {
                     row: i + 1,
-                    message: e.to_string(),
+                    message: format!("not JSON: {e}"),
                 })
+                .and_then(|value| parse_element(value, i + 1))
         })
         .collect())
 }
@@ -111,11 +120,11 @@ pub async fn upload_items(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> ApiResult<web::Json<IngestReport>> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
-    let rows =
-        parse_json_elements::<ItemInput>(&body, "items").map_err(|m| ApiError::field("body", m))?;
+    let rows = parse_json_elements::<ItemInput>(&body.0, "items")
+        .map_err(|m| ApiError::field("body", m))?;
     Ok(web::Json(
         recs::upsert_items(&state.db, actor, &id, rows).await?,
     ))
@@ -208,13 +217,13 @@ pub async fn upload_interactions(
     req: HttpRequest,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> ApiResult<web::Json<IngestReport>> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
     let rows = if is_json_lines(&req) {
-        parse_json_lines::<InteractionInput>(&body)
+        parse_json_lines::<InteractionInput>(&body.0)
     } else {
-        parse_json_elements::<InteractionInput>(&body, "interactions")
+        parse_json_elements::<InteractionInput>(&body.0, "interactions")
     }
     .map_err(|m| ApiError::field("body", m))?;
     Ok(web::Json(
@@ -243,6 +252,7 @@ pub async fn create(
     id: web::Path<String>,
     body: Json<RecommendRequest>,
 ) -> ApiResult<HttpResponse> {
+    auth.require(Area::Accounts, Access::Read)?;
     let actor = auth.require(Area::Jobs, Access::Write)?;
     if !accounts::exists(&state.db, actor, &id).await? {
         return Err(require_account_error());
@@ -297,11 +307,13 @@ pub async fn create_segment(
     id: web::Path<String>,
     body: Json<SegmentRequest>,
 ) -> ApiResult<HttpResponse> {
+    auth.require(Area::Accounts, Access::Read)?;
     let actor = auth.require(Area::Jobs, Access::Write)?;
     if !accounts::exists(&state.db, actor, &id).await? {
         return Err(require_account_error());
     }
     let job = body.0.into_job(&id)?;
+    recs::check_segment_items(&state.db, actor, &id, &job.request.items).await?;
     let payload = serde_json::to_value(&job).map_err(|e| ApiError::field("body", e.to_string()))?;
     accept_job(&state, &req, actor, recs::SEGMENT_JOB_KIND, payload).await
 }

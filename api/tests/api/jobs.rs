@@ -59,7 +59,7 @@ pub async fn wait_for(app: &TestApp, key: &str, id: &str, status: &str, within: 
 }
 
 /// Reads a whole SSE body into (event, data) pairs.
-fn parse_sse(text: &str) -> Vec<(String, Value)> {
+pub(crate) fn parse_sse(text: &str) -> Vec<(String, Value)> {
     text.split("\n\n")
         .filter_map(|block| {
             let mut event = None;

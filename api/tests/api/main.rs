@@ -10,6 +10,7 @@ mod accounts;
 mod auth;
 mod bad_input;
 mod campaigns;
+mod content_local_model;
 mod contents;
 mod customer_service;
 mod forecasts;

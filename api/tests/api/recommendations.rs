@@ -537,3 +537,123 @@ async fn menu_events_become_interactions(backend: Backend) {
     assert!(!ids.contains(&"tea-2".to_owned()) && !ids.contains(&"tea-4".to_owned()));
 }
 both_backends!(menu_events_become_interactions);
+
+/// Hostile uploads and requests are refused cleanly (problem+json, never a 500) and change
+/// nothing: NUL and control characters, oversized bodies, malformed follower ids, unknown
+/// segment items, and a key whose scopes cover jobs but not accounts.
+async fn hostile_input_changes_nothing(backend: Backend) {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let app = app_with(backend, &sim).await;
+    let t = app.tenant("Hostile").await;
+    let account = app.create_account(&t.owner_key, APP_ID).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("/v1/accounts/{account}");
+    let body = json!([
+        {"id": "ok-1", "title": "Fine"},
+        {"id": "nul", "title": "a\u{0}b"},
+        {"id": "ctl", "title": "bell\u{7}"},
+        {"id": " padded ", "title": "Spaces"},
+        {"id": "dup-tags", "title": "Tags", "tags": ["a", "a"]},
+        {"id": "ok-2", "title": "Also fine", "text": "line one\nline two"}
+    ]);
+    let res = app
+        .post(&format!("{base}/items"), &t.owner_key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["stored"], 2, "{report}");
+    let rows: Vec<u64> = report["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, vec![2, 3, 4, 5], "{report}");
+    let res = post_lines(
+        &app,
+        &t.owner_key,
+        &account,
+        "{\"openid\":\"o\\u0000x\",\"item\":\"ok-1\",\"kind\":\"read\"}".into(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let report: Value = res.json().await.unwrap();
+    assert_eq!(report["stored"], 0);
+    assert!(
+        report["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NUL")
+    );
+    // Too large: 413 as problem+json.
+    let huge = "x".repeat(TEST_BODY_LIMIT + 1);
+    let res = post_lines(&app, &t.owner_key, &account, huge).await;
+    expect_problem(res, 413).await;
+    // Malformed ids in paths are plain 404s.
+    for path in [
+        format!("{base}/items/a%00b"),
+        format!("{base}/items/a%00b/similar"),
+        format!("{base}/followers/a%00b/recommendations"),
+        format!("{base}/followers/x%0Ay/recommendations"),
+        format!("{base}/conversations/a%00b"),
+        format!("{base}/conversations/a%00b/messages"),
+    ] {
+        let res = app.get(&path, &t.owner_key).send().await.unwrap();
+        expect_problem(res, 404).await;
+    }
+    // A segment naming an item the account lacks is refused at once.
+    let res = app
+        .post(
+            &format!("{base}/segments"),
+            &t.owner_key,
+            &json!({"name": "x", "items": ["ok-1", "nope"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(res, 422).await;
+    assert!(problem.to_string().contains("nope"), "{problem}");
+    let res = app
+        .post(
+            &format!("{base}/segments"),
+            &t.owner_key,
+            &json!({"name": "tab\there", "items": ["ok-1"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_problem(res, 422).await;
+    // A key scoped to jobs alone cannot start work on account data.
+    let res = app
+        .post(
+            "/v1/api-keys",
+            &t.owner_key,
+            &json!({"name": "jobs only", "role": "admin", "scopes": ["jobs"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let jobs_key = res.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (path, body) in [
+        (format!("{base}/recommendations"), json!({})),
+        (
+            format!("{base}/segments"),
+            json!({"name": "x", "items": ["ok-1"]}),
+        ),
+    ] {
+        let res = app.post(&path, &jobs_key, &body).send().await.unwrap();
+        expect_problem(res, 403).await;
+    }
+    assert_eq!(app.count("recommendation_items").await, 2);
+    assert_eq!(app.count("interactions").await, 0);
+    assert_eq!(app.count("jobs").await, 0);
+}
+both_backends!(hostile_input_changes_nothing);

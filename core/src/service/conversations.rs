@@ -68,10 +68,14 @@ impl AgentMessage {
     /// Checks the text and makes the job payload.
     pub fn into_job(self, account_id: &str, openid: &str) -> ServiceResult<ReplyJob> {
         let n = self.text.trim().chars().count();
-        if n == 0 || n > MAX_AGENT_TEXT {
+        let controls = self
+            .text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+        if n == 0 || n > MAX_AGENT_TEXT || controls {
             return Err(ServiceError::field(
                 "text",
-                format!("must be 1 to {MAX_AGENT_TEXT} characters"),
+                format!("must be 1 to {MAX_AGENT_TEXT} characters without control characters"),
             ));
         }
         Ok(ReplyJob {
@@ -193,6 +197,9 @@ async fn require_follower<C: ConnectionTrait>(
     if !accounts::exists(conn, actor, account_id).await? {
         return Err(ServiceError::NotFound("official account"));
     }
+    if !super::recommendations::valid_openid(openid) {
+        return Err(ServiceError::NotFound("conversation"));
+    }
     follower(conn, &actor.tenant_id, account_id, openid)
         .await?
         .ok_or(ServiceError::NotFound("conversation"))
@@ -267,6 +274,15 @@ pub async fn resume<C: ConnectionTrait>(
     let mut active = row.into_active_model();
     active.bot_paused_until = Set(None);
     let row = active.update(conn).await?;
+    super::audit::record(
+        conn,
+        actor,
+        super::audit::Action::Update,
+        "conversation",
+        &row.id,
+        serde_json::json!({ "bot_paused_until": null }),
+    )
+    .await?;
     Ok(Conversation::from_model(row, Utc::now()))
 }
 

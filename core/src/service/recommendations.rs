@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use wxpilot_entity::{interaction, recommendation, recommendation_item, segment};
 
+use super::audit::{self, Action};
 use super::metrics::RowError;
 use super::{Actor, Page, PageRequest, accounts, fetch_page, jobs};
 use crate::error::{ServiceError, ServiceResult};
@@ -34,6 +35,8 @@ pub const MAX_INTERACTIONS: usize = 50_000;
 pub const POPULAR_KEY: &str = "*";
 /// Most recommendations stored per follower.
 pub const MAX_K: u32 = 100;
+/// Most followers one segment selects (its members are returned with it).
+pub const MAX_SEGMENT_MEMBERS: u32 = 100_000;
 /// WeChat tag names are at most 30 characters.
 pub const MAX_TAG_NAME: usize = 30;
 /// Rows per multi-row statement (under SQLite's bound-parameter limit).
@@ -149,20 +152,29 @@ pub struct IngestReport {
 
 fn valid_external_id(id: &str) -> bool {
     let n = id.chars().count();
-    (1..=128).contains(&n) && !id.chars().any(char::is_control)
+    (1..=128).contains(&n) && !id.chars().any(char::is_control) && id.trim() == id
+}
+
+/// Text without control characters (line breaks and tabs allowed where `multiline`).
+fn clean_text(text: &str, multiline: bool) -> bool {
+    text.chars()
+        .all(|c| !c.is_control() || (multiline && matches!(c, '\n' | '\r' | '\t')))
 }
 
 /// Checks one item; the reason when it is not acceptable.
 pub fn check_item(item: &ItemInput) -> Result<(), String> {
     if !valid_external_id(&item.id) {
-        return Err("id must be 1 to 128 characters without control characters".into());
+        return Err(
+            "id must be 1 to 128 characters without control characters or surrounding spaces"
+                .into(),
+        );
     }
     let title = item.title.trim().chars().count();
-    if !(1..=500).contains(&title) {
-        return Err("title must be 1 to 500 characters".into());
+    if !(1..=500).contains(&title) || !clean_text(&item.title, false) {
+        return Err("title must be 1 to 500 characters without control characters".into());
     }
-    if item.text.chars().count() > 20_000 {
-        return Err("text must be at most 20000 characters".into());
+    if item.text.chars().count() > 20_000 || !clean_text(&item.text, true) {
+        return Err("text must be at most 20000 characters without control characters".into());
     }
     if item.tags.len() > 20 {
         return Err("at most 20 tags".into());
@@ -170,9 +182,13 @@ pub fn check_item(item: &ItemInput) -> Result<(), String> {
     if item
         .tags
         .iter()
-        .any(|t| t.trim().is_empty() || t.chars().count() > 32)
+        .any(|t| t.trim().is_empty() || t.chars().count() > 32 || !clean_text(t, false))
     {
-        return Err("each tag must be 1 to 32 characters".into());
+        return Err("each tag must be 1 to 32 characters without control characters".into());
+    }
+    let distinct: HashSet<&str> = item.tags.iter().map(|t| t.trim()).collect();
+    if distinct.len() != item.tags.len() {
+        return Err("tags must not repeat".into());
     }
     if let Some(url) = &item.url
         && (url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")))
@@ -253,6 +269,15 @@ pub async fn upsert_items(
         })
         .collect();
     let stored = models.len();
+    audit::record(
+        &txn,
+        actor,
+        Action::Update,
+        "recommendation_items",
+        account_id,
+        serde_json::json!({ "stored": stored, "rejected": rejected.len() }),
+    )
+    .await?;
     let mut models = models.into_iter().peekable();
     while models.peek().is_some() {
         let chunk: Vec<_> = models.by_ref().take(CHUNK / 4).collect();
@@ -336,6 +361,9 @@ async fn find_item<C: ConnectionTrait>(
     account_id: &str,
     item: &str,
 ) -> ServiceResult<Option<recommendation_item::Model>> {
+    if !valid_external_id(item) {
+        return Ok(None);
+    }
     Ok(scoped_items(tenant_id, account_id)
         .filter(recommendation_item::Column::ExternalId.eq(item))
         .one(conn)
@@ -418,7 +446,8 @@ pub struct InteractionInput {
     pub event_id: Option<String>,
 }
 
-fn valid_openid(openid: &str) -> bool {
+/// Whether `openid` is a well-formed follower id (WeChat's are 28 URL-safe characters).
+pub fn valid_openid(openid: &str) -> bool {
     (1..=64).contains(&openid.len())
         && openid
             .chars()
@@ -532,6 +561,15 @@ pub async fn ingest_interactions(
     rejected.sort_by_key(|e| e.row);
     let offered = models.len();
     let stored = insert_interactions(&txn, models).await?;
+    audit::record(
+        &txn,
+        actor,
+        Action::Create,
+        "interactions",
+        account_id,
+        serde_json::json!({ "stored": stored, "rejected": rejected.len() }),
+    )
+    .await?;
     txn.commit().await?;
     Ok(IngestReport {
         stored,
@@ -742,6 +780,7 @@ pub async fn save_embeddings<C: ConnectionTrait>(
 pub struct RecommendRequest {
     /// Items kept per follower, 1–100 (default 10).
     #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 100, default = 10)]
     pub k: u32,
 }
 
@@ -888,6 +927,9 @@ pub async fn for_follower<C: ConnectionTrait>(
     if !accounts::exists(conn, actor, account_id).await? {
         return Err(ServiceError::NotFound("official account"));
     }
+    if !valid_openid(openid) {
+        return Err(ServiceError::NotFound("follower"));
+    }
     let keys = [openid, POPULAR_KEY];
     let rows = recommendation::Entity::find()
         .filter(recommendation::Column::TenantId.eq(actor.tenant_id.as_str()))
@@ -902,7 +944,7 @@ pub async fn for_follower<C: ConnectionTrait>(
     Ok(FollowerRecommendations {
         account_id: account_id.to_owned(),
         openid: openid.to_owned(),
-        fallback: own.is_none() || openid == POPULAR_KEY,
+        fallback: own.is_none(),
         job_id: row.job_id.clone(),
         generated_at: row.created_at,
         items: row.items.clone(),
@@ -956,6 +998,7 @@ pub struct SegmentRequest {
     pub topic: Option<String>,
     /// Keep the `top` followers with the highest affinity (default 1000 when
     /// `min_affinity` is not given).
+    #[schema(minimum = 1, maximum = 100_000)]
     pub top: Option<u32>,
     /// Keep the followers whose affinity is at least this.
     pub min_affinity: Option<f32>,
@@ -981,11 +1024,20 @@ impl SegmentRequest {
     pub fn into_job(self, account_id: &str) -> ServiceResult<SegmentJob> {
         let mut errors = Vec::new();
         let name = self.name.trim().chars().count();
-        if !(1..=MAX_TAG_NAME).contains(&name) {
-            errors.push(("name", format!("must be 1 to {MAX_TAG_NAME} characters")));
+        if !(1..=MAX_TAG_NAME).contains(&name) || !clean_text(&self.name, false) {
+            errors.push((
+                "name",
+                format!("must be 1 to {MAX_TAG_NAME} characters without control characters"),
+            ));
         }
-        if self.tag.is_some() && !(1..=MAX_TAG_NAME).contains(&self.tag_name().chars().count()) {
-            errors.push(("tag", format!("must be 1 to {MAX_TAG_NAME} characters")));
+        if self.tag.is_some()
+            && (!(1..=MAX_TAG_NAME).contains(&self.tag_name().chars().count())
+                || !clean_text(self.tag_name(), false))
+        {
+            errors.push((
+                "tag",
+                format!("must be 1 to {MAX_TAG_NAME} characters without control characters"),
+            ));
         }
         match (self.items.is_empty(), &self.topic) {
             (true, None) => errors.push(("items", "give items or a topic".to_owned())),
@@ -1002,9 +1054,12 @@ impl SegmentRequest {
             ));
         }
         if let Some(top) = self.top
-            && !(1..=1_000_000).contains(&top)
+            && !(1..=MAX_SEGMENT_MEMBERS).contains(&top)
         {
-            errors.push(("top", "must be between 1 and 1000000".into()));
+            errors.push((
+                "top",
+                format!("must be between 1 and {MAX_SEGMENT_MEMBERS}"),
+            ));
         }
         if let Some(min) = self.min_affinity
             && !min.is_finite()
@@ -1029,6 +1084,33 @@ impl SegmentRequest {
             account_id: account_id.to_owned(),
             request: self,
         })
+    }
+}
+
+/// Checks that every item a segment names is one of the account's (422 naming the others).
+pub async fn check_segment_items<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    account_id: &str,
+    items: &[String],
+) -> ServiceResult<()> {
+    let wanted = items.iter().map(String::as_str).collect();
+    let known = item_ids_by_external(conn, &actor.tenant_id, account_id, wanted).await?;
+    let unknown: Vec<&str> = items
+        .iter()
+        .filter(|i| !known.contains_key(i.as_str()))
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::field(
+            "items",
+            format!(
+                "unknown items (upload them to /items first): {}",
+                unknown.join(", ")
+            ),
+        ))
     }
 }
 

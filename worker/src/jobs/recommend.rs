@@ -537,9 +537,12 @@ fn title(items: &[TrainingItem], i: u32) -> (&str, &str) {
 }
 
 /// A follower's list as stored: item, title, score, a structured reason and a sentence.
+/// Items without positive evidence (a score of zero or less) are left out: a shorter list
+/// beats a recommendation nothing supports.
 fn recommendations_json(list: &[Recommendation], items: &[TrainingItem]) -> Value {
     Value::from(
         list.iter()
+            .filter(|r| r.score > 0.0)
             .map(|r| {
                 let (id, name) = title(items, r.item);
                 let (reason, explanation) = reason_json(&r.reason, items);
@@ -572,7 +575,7 @@ fn reason_json(reason: &Reason, items: &[TrainingItem]) -> (Value, String) {
             (
                 json!({ "kind": "history", "items": named }),
                 format!(
-                    "Followers who engaged with {} also engaged with this",
+                    "Recommended because this follower engaged with {}",
                     titles.join(", ")
                 ),
             )

@@ -116,8 +116,6 @@ enum Delivery {
     Sent,
     /// Kept for the passive reply to the follower's next message.
     Pending,
-    /// WeChat refused; the reason is on the conversation.
-    Refused(String),
 }
 
 impl Delivery {
@@ -125,7 +123,6 @@ impl Delivery {
         match self {
             Self::Sent => "sent",
             Self::Pending => "pending_passive",
-            Self::Refused(_) => "refused",
         }
     }
 }
@@ -250,9 +247,13 @@ async fn send_parts(
             Err(
                 error @ (ApiError::ReplyWindowExpired { .. } | ApiError::TooManyMessages { .. }),
             ) => {
+                // Recorded on the conversation; the job ends without another attempt, and
+                // as failed, so whoever watches it (an agent, a webhook) knows.
                 let reason = error.to_string();
                 mark_refused(ctx, job, &recorded, part, &reason).await?;
-                return Ok(Delivery::Refused(reason));
+                return Err(JobError::Permanent(format!(
+                    "not delivered, recorded on the conversation: {reason}"
+                )));
             }
             Err(error) => {
                 // Not sent: un-record it so the retry sends it.
