@@ -84,6 +84,10 @@ impl Application {
             redis,
             queue: deps.queue,
             logins: Default::default(),
+            callbacks: crate::ratelimit::RateLimiter::new(
+                settings.customer_service.callback_rate_per_sec,
+                settings.customer_service.callback_burst,
+            ),
         });
         let port = listener.local_addr()?.port();
         let doc = crate::openapi::document();

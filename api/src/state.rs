@@ -26,4 +26,6 @@ pub struct AppState {
     pub queue: wxpilot_worker::JobQueue,
     /// Failed password sign-ins.
     pub logins: crate::ratelimit::LoginLimiter,
+    /// WeChat callback requests per account.
+    pub callbacks: crate::ratelimit::RateLimiter,
 }

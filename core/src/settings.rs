@@ -461,6 +461,11 @@ pub struct CustomerServiceSettings {
     pub reply_max_tokens: u32,
     /// Earlier messages of the conversation the model sees.
     pub history_messages: usize,
+    /// Callback requests per second one account may send to one api process (before any
+    /// decryption work); beyond it, and past the burst, 429.
+    pub callback_rate_per_sec: u32,
+    /// The burst allowed above that rate.
+    pub callback_burst: u32,
 }
 
 impl Default for CustomerServiceSettings {
@@ -473,6 +478,8 @@ impl Default for CustomerServiceSettings {
             pending_notice: "收到，正在为您查询。答案准备好后，您再发任意一条消息即可看到。".into(),
             reply_max_tokens: 256,
             history_messages: 6,
+            callback_rate_per_sec: 200,
+            callback_burst: 400,
         }
     }
 }

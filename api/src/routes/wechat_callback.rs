@@ -150,6 +150,16 @@ async fn receive(
     q: web::Query<CallbackQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // Before any database or crypto work: a flood against one account costs little.
+    if let Err(wait) = state.callbacks.take(&path, std::time::Instant::now()) {
+        tracing::warn!(
+            retry_after_secs = wait,
+            "callback rate limit reached for this account"
+        );
+        return Err(ApiError::TooManyRequests(format!(
+            "too many callback requests for this account; retry in {wait} s"
+        )));
+    }
     let account = load_account(&state, &path).await?;
     let encrypted = q.encrypt_type.as_deref() == Some("aes");
     let message = read_message(&account, &q, &body, encrypted)?;

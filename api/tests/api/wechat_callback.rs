@@ -533,3 +533,45 @@ async fn rules_api_validates_and_feeds_the_callback(app: TestApp) {
     assert_eq!(app.count("keyword_rules").await, 0);
 }
 both!(rules_api_validates_and_feeds_the_callback);
+
+/// Awkward content both ways: a question with `]]>`, stray control bytes and emoji, and an
+/// answer of 700 Chinese characters with `]]>` and emoji, come back as a well-formed,
+/// encrypted passive reply within WeChat's 2048 bytes (the first part of the answer).
+async fn awkward_content_is_answered_well_formed(app: TestApp) {
+    let (tenant, id) = account(&app).await;
+    let long: String = "会员积分每满一百可抵一元，".repeat(54);
+    let answer = format!("积分规则]]>说明😀：{long}");
+    assert!(answer.chars().count() >= 700);
+    add_faq(&app, &tenant, &id, "会员积分怎么用", &answer).await;
+    let question = "会员积分怎么用]]>\u{1}\u{8}😀？";
+    let res = post_safe(&app, &id, &text_xml(question, "7054768590064713728"), false).await;
+    let content = reply_content(res).await;
+    assert!(content.len() <= 2048, "{} bytes", content.len());
+    assert!(content.starts_with("积分规则]]>说明😀："), "{content}");
+    assert!(
+        answer.starts_with(&content),
+        "the reply is the answer's first part"
+    );
+    // The stored question keeps the follower's text without the control bytes breaking it.
+    assert_eq!(app.count("conversation_messages").await, 2);
+}
+both!(awkward_content_is_answered_well_formed);
+
+/// One account's callback is rate-limited before any work: past the burst, 429 (WeChat
+/// retries later) and nothing stored.
+async fn callback_floods_are_limited_per_account(backend: Backend) {
+    let app = spawn_app_with_worker(backend, |s| {
+        s.customer_service.callback_rate_per_sec = 1;
+        s.customer_service.callback_burst = 2;
+    })
+    .await;
+    let (_, id) = account(&app).await;
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let xml = text_xml("你好", &format!("81{n:016}"));
+        statuses.push(post_safe(&app, &id, &xml, false).await.status().as_u16());
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
+    assert_eq!(app.count("conversation_messages").await, 2);
+}
+crate::both_backends!(callback_floods_are_limited_per_account);
