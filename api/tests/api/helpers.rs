@@ -37,6 +37,8 @@ pub struct TestApp {
     pub queue: wxpilot_worker::JobQueue,
     /// The in-process worker, when started.
     pub worker: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The settings it runs with (for starting a second api on the same database).
+    pub settings: Settings,
     stop: CancellationToken,
     _stop_on_drop: tokio_util::sync::DropGuard,
     _dir: tempfile::TempDir,
@@ -176,6 +178,7 @@ async fn spawn(
     });
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let queue = deps.queue.clone();
+    let kept = settings.clone();
     let app = Application::build_with(settings, deps, listener).expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -188,6 +191,7 @@ async fn spawn(
         sqlite_path,
         queue,
         worker,
+        settings: kept,
         stop: shutdown.clone(),
         _stop_on_drop: shutdown.drop_guard(),
         _dir: dir,
@@ -195,6 +199,29 @@ async fn spawn(
 }
 
 impl TestApp {
+    /// Starts another api (no worker) on the same database, Redis and master key, as a
+    /// second replica would run; returns its base URL.
+    pub async fn second_api(&self) -> String {
+        let settings = self.settings.clone();
+        let master = MasterKey::from_base64(self.master_key.expose_secret()).expect("key");
+        let db = wxpilot_core::db::connect(&settings.database_url(), &settings.database)
+            .await
+            .expect("connect");
+        let queue = wxpilot_worker::JobQueue::connect(&settings, &db)
+            .await
+            .expect("queue");
+        let deps = Deps {
+            db,
+            secrets: Arc::new(SecretBox::new(master, Vec::new())),
+            queue,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let app = Application::build_with(settings, deps, listener).expect("build app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
+    }
+
     /// Sends the in-process worker its shutdown signal and waits for it to finish.
     pub async fn stop_worker(&mut self) {
         self.stop.cancel();

@@ -37,6 +37,17 @@ fn text_xml(content: &str, msg_id: &str) -> String {
 
 /// Posts `xml` in safe mode, signed as WeChat would; `forge` spoils the msg_signature.
 async fn post_safe(app: &TestApp, account_id: &str, xml: &str, forge: bool) -> reqwest::Response {
+    post_safe_to(app, &app.address, account_id, xml, forge).await
+}
+
+/// [`post_safe`] to the api at `base` (another replica).
+async fn post_safe_to(
+    app: &TestApp,
+    base: &str,
+    account_id: &str,
+    xml: &str,
+    forge: bool,
+) -> reqwest::Response {
     let ts = Utc::now().timestamp().to_string();
     let enc = crypt().encrypt_reply(xml, &ts, NONCE).unwrap();
     let body = format!(
@@ -49,7 +60,7 @@ async fn post_safe(app: &TestApp, account_id: &str, xml: &str, forge: bool) -> r
         enc.msg_signature
     };
     app.client
-        .post(app.url(&format!("/wechat/{account_id}")))
+        .post(format!("{base}/wechat/{account_id}"))
         .query(&[
             ("signature", url_signature(TOKEN, &ts, NONCE)),
             ("timestamp", ts),
@@ -575,3 +586,30 @@ async fn callback_floods_are_limited_per_account(backend: Backend) {
     assert_eq!(app.count("conversation_messages").await, 2);
 }
 crate::both_backends!(callback_floods_are_limited_per_account);
+
+/// Two api replicas on the same database (and, on Postgres, the same Redis) get the same
+/// message at once, as WeChat's retry can land on another replica: one answers it, the
+/// other acknowledges, and it is stored once.
+async fn two_replicas_answer_a_retried_message_once(app: TestApp) {
+    let (tenant, id) = account(&app).await;
+    add_faq(
+        &app,
+        &tenant,
+        &id,
+        "怎么退货",
+        "签收后七天内在订单页申请售后。",
+    )
+    .await;
+    let second = app.second_api().await;
+    let xml = text_xml("请问怎么退货？", "9054768590064713728");
+    let (a, b) = tokio::join!(
+        post_safe_to(&app, &app.address, &id, &xml, false),
+        post_safe_to(&app, &second, &id, &xml, false)
+    );
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let bodies = [a.text().await.unwrap(), b.text().await.unwrap()];
+    let acknowledged = bodies.iter().filter(|b| b.as_str() == "success").count();
+    assert_eq!(acknowledged, 1, "{bodies:?}");
+    assert_eq!(app.count("conversation_messages").await, 2);
+}
+both!(two_replicas_answer_a_retried_message_once);
