@@ -2,6 +2,7 @@
 //! default; `api` and `worker` run the halves separately for production.
 
 mod bench;
+mod bench_callback;
 mod eval;
 mod recommend_cli;
 
@@ -239,6 +240,31 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Load a running server's WeChat callback with safe-mode FAQ messages (creates the
+    /// accounts through the API with the given tenant key).
+    Callback {
+        /// The server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A tenant API key with the admin role.
+        #[arg(long, env = "WXPILOT_BENCH_KEY")]
+        key: String,
+        /// Messages in all.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Messages per second (open loop).
+        #[arg(long, default_value_t = 1_000.0)]
+        rate: f64,
+        /// Accounts the messages are spread over.
+        #[arg(long, default_value_t = 8)]
+        accounts: usize,
+        /// Requests in flight at most.
+        #[arg(long, default_value_t = 256)]
+        connections: usize,
+        /// Print one JSON object of the figures.
+        #[arg(long)]
+        json: bool,
+    },
     /// Push zero-sleep ping jobs through the queue (Redis when REDIS_URL is set) and workers.
     Jobs {
         /// Jobs to push.
@@ -371,6 +397,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Callback {
+            url,
+            key,
+            messages,
+            rate,
+            accounts,
+            connections,
+            json,
+        }) => {
+            let report = bench_callback::run(bench_callback::CallbackBench {
+                url: url.trim_end_matches('/').to_owned(),
+                key,
+                messages,
+                rate,
+                accounts,
+                connections,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} safe-mode FAQ messages over {} account(s) at {:.0}/s (achieved {:.0}/s): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} error(s){}",
+                    report.messages,
+                    report.accounts,
+                    report.target_rate_per_s,
+                    report.achieved_rate_per_s,
+                    report.latency_ms.p50,
+                    report.latency_ms.p90,
+                    report.latency_ms.p99,
+                    report.latency_ms.max,
+                    report.errors,
+                    report
+                        .first_error
+                        .as_deref()
+                        .map(|e| format!(" (first: {e})"))
+                        .unwrap_or_default()
+                );
+            }
+            anyhow::ensure!(
+                report.errors == 0,
+                "{} callback request(s) failed",
+                report.errors
+            );
+            Ok(())
+        }
         Command::Bench(BenchCommand::Inference { models_dir, json }) => {
             let mut options = wxpilot_inference::bench::BenchOptions::default();
             if let Some(dir) = models_dir {
@@ -466,6 +538,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 | Command::Eval(_)
                 | Command::Bench(BenchCommand::Recommend { .. })
                 | Command::Bench(BenchCommand::Wechat { .. })
+                | Command::Bench(BenchCommand::Callback { .. })
                 | Command::Bench(BenchCommand::Inference { .. }) => Ok(()),
             }
         }

@@ -1,0 +1,247 @@
+//! `wxpilot bench callback`: a load generator for a running server's WeChat callback. It
+//! creates accounts in safe mode with one FAQ entry each through the REST API (with the
+//! tenant key it is given), encrypts and signs every message beforehand as WeChat would,
+//! then sends them open-loop at a fixed rate and times each answer from the moment it was
+//! due, so a slow server cannot hide latency by slowing the sender. Every answer must be
+//! the FAQ's encrypted passive reply.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use wxpilot_wechat::{MessageCrypt, url_signature};
+
+const TOKEN: &str = "benchtoken";
+const NONCE: &str = "1320562132";
+const QUESTION: &str = "请问怎么退货？";
+const ANSWER: &str = "签收后七天内在订单页申请售后，我们会尽快处理。";
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct CallbackBench {
+    /// The server, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// A tenant API key with the admin role (to create the accounts).
+    pub key: String,
+    /// Messages in all.
+    pub messages: usize,
+    /// Messages per second.
+    pub rate: f64,
+    /// Accounts the messages are spread over.
+    pub accounts: usize,
+    /// Requests in flight at most.
+    pub connections: usize,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// What the run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallbackBenchReport {
+    pub messages: usize,
+    pub accounts: usize,
+    pub target_rate_per_s: f64,
+    pub achieved_rate_per_s: f64,
+    pub errors: usize,
+    pub first_error: Option<String>,
+    pub latency_ms: Latency,
+}
+
+struct Prepared {
+    path: String,
+    query: Vec<(&'static str, String)>,
+    body: String,
+}
+
+fn aes_key(i: usize) -> String {
+    // 43 characters of base64 without padding.
+    let seed = format!("{i:04}benchkeybenchkeybenchkeybenchkeybenchke");
+    seed.chars().take(43).collect()
+}
+
+async fn create_account(
+    client: &reqwest::Client,
+    bench: &CallbackBench,
+    i: usize,
+    stamp: u64,
+) -> anyhow::Result<(String, MessageCrypt)> {
+    let app_id = format!("wx{:016x}", stamp.wrapping_add(i as u64));
+    let body = json!({
+        "name": format!("bench {i}"),
+        "original_id": format!("gh_{:012x}", stamp.wrapping_add(i as u64) & 0xffff_ffff_ffff),
+        "app_id": app_id,
+        "app_secret": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+        "callback_token": TOKEN,
+        "encoding_aes_key": aes_key(i),
+        "encryption_mode": "safe",
+        "verified": true,
+    });
+    let res = client
+        .post(format!("{}/v1/accounts", bench.url))
+        .bearer_auth(&bench.key)
+        .json(&body)
+        .send()
+        .await
+        .context("creating a bench account")?;
+    anyhow::ensure!(
+        res.status().is_success(),
+        "creating a bench account answered {}: {}",
+        res.status(),
+        res.text().await.unwrap_or_default()
+    );
+    let account: Value = res.json().await?;
+    let id = account["id"]
+        .as_str()
+        .context("the account has no id")?
+        .to_owned();
+    let res = client
+        .post(format!("{}/v1/accounts/{id}/knowledge", bench.url))
+        .bearer_auth(&bench.key)
+        .json(&json!({"question": "怎么退货", "answer": ANSWER}))
+        .send()
+        .await
+        .context("adding the FAQ entry")?;
+    anyhow::ensure!(
+        res.status().is_success(),
+        "adding the FAQ entry answered {}",
+        res.status()
+    );
+    let crypt = MessageCrypt::new(TOKEN, &aes_key(i), &app_id)
+        .map_err(|e| anyhow::anyhow!("bench account crypto: {e}"))?;
+    Ok((id, crypt))
+}
+
+fn prepare(account: &str, crypt: &MessageCrypt, n: usize, now: i64) -> anyhow::Result<Prepared> {
+    let xml = format!(
+        "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>\
+         <FromUserName><![CDATA[oBench{n:022}]]></FromUserName>\
+         <CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType>\
+         <Content><![CDATA[{QUESTION}]]></Content><MsgId>{}</MsgId></xml>",
+        7_000_000_000_000_000_000u64 + n as u64
+    );
+    let ts = now.to_string();
+    let enc = crypt
+        .encrypt_reply(&xml, &ts, NONCE)
+        .map_err(|e| anyhow::anyhow!("encrypting a bench message: {e}"))?;
+    Ok(Prepared {
+        path: format!("/wechat/{account}"),
+        query: vec![
+            ("signature", url_signature(TOKEN, &ts, NONCE)),
+            ("timestamp", ts),
+            ("nonce", NONCE.to_owned()),
+            ("encrypt_type", "aes".to_owned()),
+            ("msg_signature", enc.msg_signature),
+        ],
+        body: format!(
+            "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{}]]></Encrypt></xml>",
+            enc.encrypt
+        ),
+    })
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs the benchmark against `bench.url`.
+pub async fn run(bench: CallbackBench) -> anyhow::Result<CallbackBenchReport> {
+    anyhow::ensure!(bench.messages > 0 && bench.rate > 0.0, "nothing to send");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(bench.connections.max(1))
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut accounts = Vec::new();
+    for i in 0..bench.accounts.max(1) {
+        accounts.push(create_account(&client, &bench, i, stamp).await?);
+    }
+    eprintln!(
+        "prepared {} account(s); encrypting {} messages…",
+        accounts.len(),
+        bench.messages
+    );
+    let now = chrono::Utc::now().timestamp();
+    let prepared: Vec<Prepared> = (0..bench.messages)
+        .map(|n| {
+            let (id, crypt) = &accounts[n % accounts.len()];
+            prepare(id, crypt, n, now)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    eprintln!("sending {} messages at {}/s…", bench.messages, bench.rate);
+    let gate = Arc::new(Semaphore::new(bench.connections.max(1)));
+    let interval = Duration::from_secs_f64(1.0 / bench.rate);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(prepared.len());
+    for (n, message) in prepared.into_iter().enumerate() {
+        let due = start + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = gate.clone().acquire_owned().await?;
+        let client = client.clone();
+        let url = format!("{}{}", bench.url, message.path);
+        tasks.push(tokio::spawn(async move {
+            let outcome = client
+                .post(url)
+                .query(&message.query)
+                .body(message.body)
+                .send()
+                .await;
+            let result = match outcome {
+                Ok(res) if res.status().is_success() => match res.text().await {
+                    Ok(text) if text.contains("<Encrypt>") => Ok(()),
+                    Ok(text) => Err(format!(
+                        "not a passive reply: {}",
+                        text.chars().take(80).collect::<String>()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                },
+                Ok(res) => Err(format!("HTTP {}", res.status())),
+                Err(e) => Err(e.to_string()),
+            };
+            drop(permit);
+            (due.elapsed().as_secs_f64() * 1_000.0, result)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    let mut first_error = None;
+    for task in tasks {
+        let (ms, result) = task.await?;
+        latencies.push(ms);
+        if let Err(e) = result {
+            errors += 1;
+            first_error.get_or_insert(e);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    Ok(CallbackBenchReport {
+        messages: bench.messages,
+        accounts: accounts.len(),
+        target_rate_per_s: bench.rate,
+        achieved_rate_per_s: bench.messages as f64 / elapsed,
+        errors,
+        first_error,
+        latency_ms: Latency {
+            p50: quantile(&latencies, 0.50),
+            p90: quantile(&latencies, 0.90),
+            p99: quantile(&latencies, 0.99),
+            max: latencies.last().copied().unwrap_or(0.0),
+        },
+    })
+}
