@@ -24,6 +24,8 @@ pub struct Model {
     pub pending_reply: Option<String>,
     /// The last customer-service send failure (e.g. `45015 reply window expired`).
     pub last_send_error: Option<String>,
+    /// The scene of the QR code they followed through (`qrscene_…` without the prefix).
+    pub source: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,8 @@ pub struct Model {
     pub encryption_mode: EncryptionMode,
     /// Verified (认证) accounts have the customer-service API; others answer passively.
     pub verified: bool,
+    /// Sent on subscribe instead of the default welcome.
+    pub welcome_message: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -13,6 +13,7 @@ mod m20261204_000010_customer_service;
 mod m20261204_000020_contents;
 mod m20261205_000001_items_segments;
 mod m20261205_000002_publications;
+mod m20261205_000003_welcome_source;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000020_contents::Migration),
             Box::new(m20261205_000001_items_segments::Migration),
             Box::new(m20261205_000002_publications::Migration),
+            Box::new(m20261205_000003_welcome_source::Migration),
         ]
     }
 }

@@ -79,6 +79,8 @@ struct CallbackAccount {
     crypt: MessageCrypt,
     /// Verified accounts have the customer-service API; others answer passively only.
     verified: bool,
+    /// Sent on subscribe (the default when `None`).
+    welcome: Option<String>,
 }
 
 /// Finds the account and opens its credentials.
@@ -110,6 +112,7 @@ async fn load_account(state: &AppState, account_id: &str) -> Result<CallbackAcco
         mode: credentials.encryption_mode,
         crypt,
         verified: account.verified,
+        welcome: account.welcome_message,
     })
 }
 
@@ -285,7 +288,12 @@ async fn answer(
         record_publish_result(db, account, result).await?;
     }
     let reply = match &message.kind {
-        MessageKind::Event(EventKind::Subscribe { .. }) => Some(DEFAULT_WELCOME.to_owned()),
+        MessageKind::Event(EventKind::Subscribe { .. }) => Some(
+            account
+                .welcome
+                .clone()
+                .unwrap_or_else(|| DEFAULT_WELCOME.to_owned()),
+        ),
         MessageKind::Text { content } => {
             text_reply(state, account, &follower, content, &message_id, &key).await?
         }
@@ -522,6 +530,13 @@ async fn record_follower(
         MessageKind::Event(EventKind::Unsubscribe) => Some(false),
         _ => None,
     };
+    // Following through a parametric QR code names its scene: where the follower came from.
+    let source = match &message.kind {
+        MessageKind::Event(EventKind::Subscribe {
+            scene: Some(scene), ..
+        }) => Some(scene.chars().take(128).collect::<String>()),
+        _ => None,
+    };
     let existing = follower::Entity::find()
         .filter(follower::Column::TenantId.eq(&account.tenant_id))
         .filter(follower::Column::AccountId.eq(&account.id))
@@ -537,6 +552,9 @@ async fn record_follower(
             }
             if let Some(subscribed) = subscribed {
                 active.subscribed = Set(subscribed);
+            }
+            if source.is_some() {
+                active.source = Set(source);
             }
             Ok(active.update(db).await?)
         }
@@ -555,6 +573,7 @@ async fn record_follower(
                 tags: Set(serde_json::json!([])),
                 pending_reply: Set(None),
                 last_send_error: Set(None),
+                source: Set(source),
             }
             .insert(db)
             .await

@@ -613,3 +613,68 @@ async fn two_replicas_answer_a_retried_message_once(app: TestApp) {
     assert_eq!(app.count("conversation_messages").await, 2);
 }
 both!(two_replicas_answer_a_retried_message_once);
+
+/// An account's own welcome message answers a subscribe, the QR-code scene a follower came
+/// through is kept on their conversation, and an empty welcome restores the default.
+async fn own_welcome_and_qr_source(app: TestApp) {
+    let t = app.tenant("Welcome").await;
+    let mut body = account_body(APP_ID);
+    body["welcome_message"] = serde_json::json!("欢迎来到 Acme 咖啡！回复“菜单”看看本周新品。");
+    let res = app
+        .post("/v1/accounts", &t.owner_key, &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let account: serde_json::Value = res.json().await.unwrap();
+    let id = account["id"].as_str().unwrap().to_owned();
+    assert_eq!(account["welcome_message"], body["welcome_message"]);
+    let now = Utc::now().timestamp();
+    let subscribe = format!(
+        "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>\
+         <FromUserName><![CDATA[{OPENID}]]></FromUserName><CreateTime>{now}</CreateTime>\
+         <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event>\
+         <EventKey><![CDATA[qrscene_spring2026]]></EventKey><Ticket><![CDATA[TICKET]]></Ticket></xml>"
+    );
+    let res = post_safe(&app, &id, &subscribe, false).await;
+    assert_eq!(
+        reply_content(res).await,
+        "欢迎来到 Acme 咖啡！回复“菜单”看看本周新品。"
+    );
+    let conversation: serde_json::Value = app
+        .get(
+            &format!("/v1/accounts/{id}/conversations/{OPENID}"),
+            &t.owner_key,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(conversation["source"], "spring2026", "{conversation}");
+    // Too long, or with control characters: refused, nothing changed.
+    let res = app
+        .client
+        .patch(app.url(&format!("/v1/accounts/{id}")))
+        .bearer_auth(&t.owner_key)
+        .json(&serde_json::json!({"welcome_message": "字".repeat(601)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let res = app
+        .client
+        .patch(app.url(&format!("/v1/accounts/{id}")))
+        .bearer_auth(&t.owner_key)
+        .json(&serde_json::json!({"welcome_message": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.json::<serde_json::Value>().await.unwrap()["welcome_message"].is_null());
+    let again = subscribe.replace(&now.to_string(), &(now + 5).to_string());
+    let res = post_safe(&app, &id, &again, false).await;
+    assert_eq!(reply_content(res).await, "感谢关注！");
+}
+both!(own_welcome_and_qr_source);

@@ -51,6 +51,8 @@ pub struct NewAccount {
     /// Whether the account is verified (认证); default false.
     #[serde(default)]
     pub verified: bool,
+    /// Sent to new followers (≤ 600 characters); a short default when absent.
+    pub welcome_message: Option<String>,
 }
 
 fn default_mode() -> EncryptionMode {
@@ -79,6 +81,8 @@ pub struct AccountPatch {
     pub encryption_mode: Option<EncryptionMode>,
     /// Verified (认证).
     pub verified: Option<bool>,
+    /// The welcome message for new followers; an empty string restores the default.
+    pub welcome_message: Option<String>,
 }
 
 /// An official account as the API shows it: no secrets.
@@ -98,6 +102,8 @@ pub struct OfficialAccount {
     pub encryption_mode: EncryptionMode,
     /// Verified (认证).
     pub verified: bool,
+    /// The welcome message for new followers (`null`: the default).
+    pub welcome_message: Option<String>,
     /// The path WeChat must call, relative to the public base URL.
     #[schema(example = "/wechat/01JEXAMPLE0000000000000000")]
     pub callback_path: String,
@@ -122,6 +128,7 @@ impl From<official_account::Model> for OfficialAccount {
             callback_token: m.callback_token,
             encryption_mode: m.encryption_mode,
             verified: m.verified,
+            welcome_message: m.welcome_message,
             app_secret_set: !m.app_secret_enc.is_empty(),
             encoding_aes_key_set: !m.encoding_aes_key_enc.is_empty(),
             created_at: m.created_at,
@@ -197,6 +204,9 @@ fn check_fields(
     }
 }
 
+/// Longest welcome message (WeChat's text replies take 2048 bytes).
+const MAX_WELCOME: usize = 600;
+
 const DUPLICATE: &str = "an official account with this app_id already exists in this tenant";
 
 /// Creates an account.
@@ -216,6 +226,9 @@ pub async fn create(
         Some(&input.callback_token),
         Some(&input.encoding_aes_key),
     );
+    if let Some(welcome) = &input.welcome_message {
+        checks.text("welcome_message", welcome, 1, MAX_WELCOME);
+    }
     checks.finish()?;
 
     let id = new_id();
@@ -238,6 +251,7 @@ pub async fn create(
         )?),
         encryption_mode: Set(input.encryption_mode),
         verified: Set(input.verified),
+        welcome_message: Set(input.welcome_message.clone()),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -261,6 +275,7 @@ pub async fn create(
             "encoding_aes_key": REDACTED,
             "encryption_mode": input.encryption_mode,
             "verified": input.verified,
+            "welcome_message": input.welcome_message,
         }),
     )
     .await?;
@@ -353,6 +368,9 @@ pub async fn update(
         patch.callback_token.as_deref(),
         patch.encoding_aes_key.as_ref(),
     );
+    if let Some(welcome) = patch.welcome_message.as_deref().filter(|w| !w.is_empty()) {
+        checks.text("welcome_message", welcome, 1, MAX_WELCOME);
+    }
     checks.finish()?;
 
     let txn = crate::db::begin_write(db).await?;
@@ -397,6 +415,11 @@ pub async fn update(
     if let Some(v) = patch.verified {
         changes.insert("verified".into(), json!(v));
         model.verified = Set(v);
+    }
+    if let Some(v) = patch.welcome_message {
+        let v = (!v.is_empty()).then_some(v);
+        changes.insert("welcome_message".into(), json!(v));
+        model.welcome_message = Set(v);
     }
     if changes.is_empty() {
         txn.commit().await?;

@@ -110,6 +110,8 @@ pub struct Conversation {
     pub pending_reply: Option<String>,
     /// The last refusal of WeChat's customer-service API (45015, 45047), if any.
     pub last_send_error: Option<String>,
+    /// The scene of the parametric QR code they followed through, if any.
+    pub source: Option<String>,
 }
 
 impl Conversation {
@@ -124,6 +126,7 @@ impl Conversation {
             bot_paused_until: m.bot_paused_until,
             pending_reply: m.pending_reply,
             last_send_error: m.last_send_error,
+            source: m.source,
         }
     }
 }
