@@ -336,7 +336,8 @@ async fn text_reply(
     let db = &state.db;
     let cs = &state.settings.customer_service;
     let openid = &follower.openid;
-    let pending = conversations::take_pending(db, &account.tenant_id, &account.id, openid).await?;
+    // The row `record_follower` just wrote: no second read on the hot path.
+    let pending = conversations::take_pending(db, follower).await?;
     let now = Utc::now();
     let handoff = HandoffDetector::new(&cs.handoff_phrases);
     let answer = if handoff.is_handoff_request(content) {

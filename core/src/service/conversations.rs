@@ -289,6 +289,25 @@ pub async fn resume<C: ConnectionTrait>(
     Ok(Conversation::from_model(row, Utc::now()))
 }
 
+/// Sets one column of the follower row of `openid`.
+async fn set_follower_column<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: &str,
+    account_id: &str,
+    openid: &str,
+    column: follower::Column,
+    value: sea_orm::Value,
+) -> ServiceResult<()> {
+    follower::Entity::update_many()
+        .col_expr(column, sea_orm::sea_query::Expr::value(value))
+        .filter(follower::Column::TenantId.eq(tenant_id))
+        .filter(follower::Column::AccountId.eq(account_id))
+        .filter(follower::Column::Openid.eq(openid))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Pauses the bot for the follower until `until` (a handoff).
 pub async fn pause<C: ConnectionTrait>(
     conn: &C,
@@ -297,17 +316,16 @@ pub async fn pause<C: ConnectionTrait>(
     openid: &str,
     until: DateTime<Utc>,
 ) -> ServiceResult<()> {
-    follower::Entity::update_many()
-        .col_expr(
-            follower::Column::BotPausedUntil,
-            sea_orm::sea_query::Expr::value(Some(until)),
-        )
-        .filter(follower::Column::TenantId.eq(tenant_id))
-        .filter(follower::Column::AccountId.eq(account_id))
-        .filter(follower::Column::Openid.eq(openid))
-        .exec(conn)
-        .await?;
-    Ok(())
+    let value = Some(until).into();
+    set_follower_column(
+        conn,
+        tenant_id,
+        account_id,
+        openid,
+        follower::Column::BotPausedUntil,
+        value,
+    )
+    .await
 }
 
 /// Sets (or clears) the answer kept for the follower's next message.
@@ -318,31 +336,26 @@ pub async fn set_pending<C: ConnectionTrait>(
     openid: &str,
     answer: Option<&str>,
 ) -> ServiceResult<()> {
-    follower::Entity::update_many()
-        .col_expr(
-            follower::Column::PendingReply,
-            sea_orm::sea_query::Expr::value(answer.map(str::to_owned)),
-        )
-        .filter(follower::Column::TenantId.eq(tenant_id))
-        .filter(follower::Column::AccountId.eq(account_id))
-        .filter(follower::Column::Openid.eq(openid))
-        .exec(conn)
-        .await?;
-    Ok(())
+    let value = answer.map(str::to_owned).into();
+    set_follower_column(
+        conn,
+        tenant_id,
+        account_id,
+        openid,
+        follower::Column::PendingReply,
+        value,
+    )
+    .await
 }
 
-/// Takes the answer kept for the follower, if any: exactly one caller gets it, even with
-/// several api replicas (the clear only succeeds while the value is still the one read).
+/// Takes the answer kept for `row`'s follower (the row as just read), if any: exactly one
+/// caller gets it, even with several api replicas (the clear only succeeds while the value
+/// is still the one read).
 pub async fn take_pending<C: ConnectionTrait>(
     conn: &C,
-    tenant_id: &str,
-    account_id: &str,
-    openid: &str,
+    row: &follower::Model,
 ) -> ServiceResult<Option<String>> {
-    let Some(row) = follower(conn, tenant_id, account_id, openid).await? else {
-        return Ok(None);
-    };
-    let Some(pending) = row.pending_reply else {
+    let Some(pending) = &row.pending_reply else {
         return Ok(None);
     };
     let cleared = follower::Entity::update_many()
@@ -350,11 +363,11 @@ pub async fn take_pending<C: ConnectionTrait>(
             follower::Column::PendingReply,
             sea_orm::sea_query::Expr::value(Option::<String>::None),
         )
-        .filter(follower::Column::Id.eq(row.id))
+        .filter(follower::Column::Id.eq(row.id.as_str()))
         .filter(follower::Column::PendingReply.eq(pending.as_str()))
         .exec(conn)
         .await?;
-    Ok((cleared.rows_affected == 1).then_some(pending))
+    Ok((cleared.rows_affected == 1).then(|| pending.clone()))
 }
 
 /// Records WeChat's refusal to deliver (or clears it after a success).
@@ -365,17 +378,16 @@ pub async fn set_send_error<C: ConnectionTrait>(
     openid: &str,
     error: Option<&str>,
 ) -> ServiceResult<()> {
-    follower::Entity::update_many()
-        .col_expr(
-            follower::Column::LastSendError,
-            sea_orm::sea_query::Expr::value(error.map(str::to_owned)),
-        )
-        .filter(follower::Column::TenantId.eq(tenant_id))
-        .filter(follower::Column::AccountId.eq(account_id))
-        .filter(follower::Column::Openid.eq(openid))
-        .exec(conn)
-        .await?;
-    Ok(())
+    let value = error.map(str::to_owned).into();
+    set_follower_column(
+        conn,
+        tenant_id,
+        account_id,
+        openid,
+        follower::Column::LastSendError,
+        value,
+    )
+    .await
 }
 
 /// Appends an outbound message written by job `job_id`; its id.

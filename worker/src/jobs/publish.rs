@@ -115,7 +115,7 @@ async fn publish(ctx: &JobContext, job: &PublishJob) -> Result<JobOutput, JobErr
         )));
     }
     match row.status.as_str() {
-        status::PUBLISHED => return Ok(summary(&row)),
+        status::PUBLISHED => return Ok(output(&row.status, &row.article_url, &row.publish_id)),
         status::FAILED => {
             return Err(JobError::Permanent(
                 row.error.unwrap_or_else(|| "publishing failed".into()),
@@ -276,15 +276,13 @@ async fn settle(
         if poll > 0 {
             tokio::time::sleep(Duration::from_secs(settings.status_poll_secs)).await;
         }
-        let current = publications::get(ctx.db(), &Actor::system(&ctx.tenant_id), &job.content_id)
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        let current = reload(ctx, job).await?;
         if current.status == status::PUBLISHED {
-            return Ok(JobOutput::new(json!({
-                "status": current.status,
-                "article_url": current.article_url,
-                "publish_id": current.publish_id,
-            })));
+            return Ok(output(
+                &current.status,
+                &current.article_url,
+                &current.publish_id,
+            ));
         }
         let info = manager
             .call(|c, t| {
@@ -317,14 +315,8 @@ async fn settle(
         if let Some(reason) = failed {
             return Err(JobError::Permanent(reason));
         }
-        let done = publications::get(ctx.db(), &Actor::system(&ctx.tenant_id), &job.content_id)
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
-        return Ok(JobOutput::new(json!({
-            "status": done.status,
-            "article_url": done.article_url,
-            "publish_id": done.publish_id,
-        })));
+        let done = reload(ctx, job).await?;
+        return Ok(output(&done.status, &done.article_url, &done.publish_id));
     }
     Err(JobError::Retryable(
         "WeChat is still publishing; checking again later".into(),
@@ -343,11 +335,19 @@ fn publish_failure(code: i64, fail_idx: &[u32]) -> String {
     format!("the publish {what} (publish_status {code}, failed articles {fail_idx:?})")
 }
 
-fn summary(row: &publication::Model) -> JobOutput {
+/// The publication as stored now (the callback may have settled it meanwhile).
+async fn reload(ctx: &JobContext, job: &PublishJob) -> Result<publications::Publication, JobError> {
+    publications::get(ctx.db(), &Actor::system(&ctx.tenant_id), &job.content_id)
+        .await
+        .map_err(|e| JobError::Retryable(e.to_string()))
+}
+
+/// The job's result: where the publication ended.
+fn output(status: &str, article_url: &Option<String>, publish_id: &Option<String>) -> JobOutput {
     JobOutput::new(json!({
-        "status": row.status,
-        "article_url": row.article_url,
-        "publish_id": row.publish_id,
+        "status": status,
+        "article_url": article_url,
+        "publish_id": publish_id,
     }))
 }
 
