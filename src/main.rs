@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_callback;
+mod demo;
 mod eval;
 mod recommend_cli;
 
@@ -33,6 +34,9 @@ struct Cli {
 enum Command {
     /// API and worker in one process; migrates the database first (the embedded default).
     Serve,
+    /// Every capability end to end on real public data: fetches what is missing, starts
+    /// wxpilot and the WeChat simulator on loopback, and drives them through the REST API.
+    Demo(demo::DemoArgs),
     /// The HTTP API only (production: migrations are run by `wxpilot migrate`).
     Api,
     /// The job worker only.
@@ -367,6 +371,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Openapi { output } => print_openapi(output),
+        Command::Demo(args) => demo::run(cli.config.as_deref(), args).await,
         Command::Wechat(command) => wechat(command).await,
         Command::Bench(BenchCommand::Recommend {
             followers,
@@ -533,6 +538,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Command::Openapi { .. }
+                | Command::Demo(_)
                 | Command::Secrets(_)
                 | Command::Wechat(_)
                 | Command::Eval(_)
@@ -570,6 +576,23 @@ enum Halves {
 }
 
 async fn serve(settings: Settings, role: Halves) -> anyhow::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signalled = stop.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        signalled.cancel();
+    });
+    serve_with(settings, role, None, stop).await
+}
+
+/// Runs `role` until `stop` is cancelled, on `listener` when one is given (else the one
+/// `listen` and `LISTEN_FDS` say).
+async fn serve_with(
+    settings: Settings,
+    role: Halves,
+    listener: Option<std::net::TcpListener>,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
     let url = settings.database_url();
     let deps = wxpilot_api::Deps::connect(&settings).await?;
     if role == Halves::Both {
@@ -607,11 +630,14 @@ async fn serve(settings: Settings, role: Halves) -> anyhow::Result<()> {
             }
             None => None,
         };
-        wait_for_signal().await;
+        stop.cancelled().await;
         tracing::info!("stopping: no new jobs are taken; running ones get the grace period");
         Ok(())
     } else {
-        let listener = wxpilot_api::startup::listen(&settings)?;
+        let listener = match listener {
+            Some(listener) => listener,
+            None => wxpilot_api::startup::listen(&settings)?,
+        };
         let addr = listener.local_addr()?;
         let app =
             wxpilot_api::Application::build_with((*settings).clone(), deps.clone(), listener)?;
@@ -623,7 +649,7 @@ async fn serve(settings: Settings, role: Halves) -> anyhow::Result<()> {
         let handle = app.handle();
         let drain = std::time::Duration::from_millis(settings.http.shutdown_drain_ms);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            stop.cancelled().await;
             tracing::info!("stopping: no new connections; in-flight requests finish");
             handle.pause().await;
             tokio::time::sleep(drain).await;

@@ -457,6 +457,8 @@ pub struct CustomerServiceSettings {
     /// The passive reply of an account without the customer-service API (unverified)
     /// while the model works: the answer comes as the reply to the follower's next message.
     pub pending_notice: String,
+    /// Sent instead when the model's answer is empty or only repeats its prompt.
+    pub fallback_reply: String,
     /// Most tokens of one model answer.
     pub reply_max_tokens: u32,
     /// Earlier messages of the conversation the model sees.
@@ -476,6 +478,7 @@ impl Default for CustomerServiceSettings {
             handoff_pause_minutes: 30,
             handoff_reply: "已为您转接人工客服，请稍候，客服会尽快回复您。".into(),
             pending_notice: "收到，正在为您查询。答案准备好后，您再发任意一条消息即可看到。".into(),
+            fallback_reply: "这个问题我还需要确认一下。您可以回复「人工」，由客服为您解答。".into(),
             reply_max_tokens: 256,
             history_messages: 6,
             callback_rate_per_sec: 200,

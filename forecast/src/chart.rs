@@ -3,7 +3,7 @@
 use chrono::{Duration, NaiveDate};
 use plotters::prelude::*;
 
-use crate::daily::ForecastResult;
+use crate::daily::{ForecastResult, Frequency};
 
 /// Why a chart could not be drawn.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +72,13 @@ pub fn render_svg(
             .y_label_area_size(56)
             .build_cartesian_2d(0.0..x_max, y_min..y_max)
             .map_err(draw_error)?;
+        let date_format = match result.frequency {
+            Frequency::Daily => "%m-%d",
+            Frequency::Monthly => "%Y-%m",
+        };
         let label = |v: &f64| {
             (first + Duration::days(v.round() as i64))
-                .format("%m-%d")
+                .format(date_format)
                 .to_string()
         };
         chart

@@ -76,14 +76,29 @@ impl Default for ForecastOptions {
     }
 }
 
+/// How often a metric has a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Frequency {
+    /// One value per day (the default).
+    #[default]
+    Daily,
+    /// One value per calendar month, dated on its first day.
+    Monthly,
+}
+
 /// A forecast with everything needed to show and judge it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForecastResult {
-    /// The history the models saw (sorted, one value per day, gaps filled).
+    /// Days or months: every date of `history` and `points` is a day, or a month's first day.
+    #[serde(default)]
+    pub frequency: Frequency,
+    /// The history the models saw (sorted, one value per step, gaps filled).
     pub history: Vec<DailyValue>,
-    /// Days filled by linear interpolation because the input had no value for them.
+    /// Steps (days, or months) filled by linear interpolation because the input had no value
+    /// for them.
     pub filled_days: usize,
-    /// The forecast, one point per day after the history.
+    /// The forecast, one point per step after the history.
     pub points: Vec<ForecastPoint>,
     /// The model that made it.
     pub model: ModelKind,
@@ -109,6 +124,9 @@ pub enum ForecastError {
     /// The horizon is 0 or too long.
     #[error("horizon must be between 1 and {MAX_HORIZON} days, got {0}")]
     Horizon(usize),
+    /// A monthly horizon is 0 or too long.
+    #[error("horizon must be between 1 and {max} months, got {0}", max = crate::monthly::MAX_HORIZON_MONTHS)]
+    MonthlyHorizon(usize),
     /// Every model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -175,7 +193,8 @@ pub fn forecast_daily(
         let prepared = Prepared::new(calendar, start, &values, options.holiday_effects);
         let backtest = backtest_models(calendar, start, &values, options);
         let chosen = select(&backtest).unwrap_or(ModelKind::Ensemble);
-        let (mut forecast, model) = predict_with_fallback(chosen, &prepared.cleaned, h)?;
+        let (mut forecast, model) =
+            predict_with_fallback(chosen, &prepared.cleaned, &DAILY_PERIODS, h)?;
         let adjusted = prepared.effects.apply(calendar, first_day, &mut forecast);
         (forecast, model, backtest, false, adjusted)
     };
@@ -194,6 +213,7 @@ pub fn forecast_daily(
         .collect();
     let last_day = first_day + Duration::days(h as i64 - 1);
     Ok(ForecastResult {
+        frequency: Frequency::Daily,
         history,
         filled_days,
         points,
@@ -279,14 +299,15 @@ fn backtest_models(
 
 /// `kind`, else Naive2, else naive: a product forecast should not fail because one model
 /// could not fit an odd history.
-fn predict_with_fallback(
+pub(crate) fn predict_with_fallback(
     kind: ModelKind,
     y: &[f64],
+    periods: &[usize],
     h: usize,
 ) -> Result<(ModelForecast, ModelKind), ModelError> {
     let mut last_error = None;
     for candidate in [kind, ModelKind::Naive2, ModelKind::Naive] {
-        match predict(candidate, y, &DAILY_PERIODS, h) {
+        match predict(candidate, y, periods, h) {
             Ok(forecast) => return Ok((forecast, candidate)),
             Err(e) => last_error = Some(e),
         }
@@ -300,7 +321,7 @@ fn predict_with_fallback(
 /// Naive forecast with deliberately wide intervals: with under two weeks of data neither the
 /// weekly pattern nor the noise level is known. The spread is at least 25% of the mean level
 /// and doubles the observed day-to-day variation.
-fn cold_start_forecast(values: &[f64], h: usize) -> Result<ModelForecast, ModelError> {
+pub(crate) fn cold_start_forecast(values: &[f64], h: usize) -> Result<ModelForecast, ModelError> {
     let last = values[values.len() - 1];
     let mean = values.iter().sum::<f64>() / values.len() as f64;
     let variation = if values.len() > 1 {

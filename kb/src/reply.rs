@@ -168,6 +168,41 @@ pub fn split_for_wechat(text: &str, max_bytes: usize) -> Vec<String> {
     parts
 }
 
+/// Shortest line (in characters, spaces ignored) that counts as an echo when the prompt
+/// contains it: shorter ones ("好的", "谢谢") are ordinary words, not a leak.
+const MIN_ECHO_CHARS: usize = 6;
+
+/// Drops the lines of a model answer that repeat the prompt, or an earlier line of the
+/// answer: a small model that echoes its instructions, the knowledge block or an earlier
+/// turn must not show a follower the system prompt or the welcome text again, nor the same
+/// sentence ten times when its decoding loops. Lines are compared after normalising width,
+/// case and spaces; what is left keeps its order. `prompt` is every message the model saw.
+pub fn drop_prompt_echo<S: AsRef<str>>(answer: &str, prompt: &[S]) -> String {
+    let seen: Vec<String> = prompt
+        .iter()
+        .map(|m| crate::normalize::normalize_compact(m.as_ref()))
+        .collect();
+    let mut said: Vec<String> = Vec::new();
+    let kept: Vec<&str> = answer
+        .lines()
+        .filter(|line| {
+            let norm = crate::normalize::normalize_compact(line);
+            // The model may end a copied clause with other punctuation than the prompt did.
+            let norm = norm
+                .trim_end_matches(|c: char| ".,;:!?。，；：！？、".contains(c))
+                .to_owned();
+            if norm.chars().count() < MIN_ECHO_CHARS {
+                return true;
+            }
+            // A line the prompt holds, or one this answer already gave (a decoding loop).
+            let echo = seen.iter().any(|p| p.contains(&norm)) || said.contains(&norm);
+            said.push(norm);
+            !echo
+        })
+        .collect();
+    clean_model_output(&kept.join("\n")).trim().to_owned()
+}
+
 /// Cleans model output and splits it into passive-reply-sized messages.
 pub fn shape_reply(model_output: &str) -> Vec<String> {
     split_for_wechat(&clean_model_output(model_output), MAX_PASSIVE_REPLY_BYTES)
@@ -176,6 +211,35 @@ pub fn shape_reply(model_output: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_prompt_lines_are_dropped_and_the_answer_kept() {
+        let prompt = [
+            "You answer for Acme.\nAnswer only from the provided knowledge, in plain text, briefly; or say so.\n资料：（没有找到相关资料）",
+            "欢迎关注 Acme Coffee！有问题直接发消息。",
+        ];
+        let answer = "欢迎关注 Acme  coffee！有问题直接发消息。\n\nTry our Huila beans for pour-over.\n\n\
+                      Answer only from the provided knowledge, in plain text, briefly.\n资料：（没有找到相关资料）\n好的";
+        assert_eq!(
+            drop_prompt_echo(answer, &prompt),
+            "Try our Huila beans for pour-over.\n\n好的"
+        );
+        // A looping answer says each line once.
+        assert_eq!(
+            drop_prompt_echo(
+                "我们的豆子都很新鲜！\n我们的豆子都很新鲜！\n\n我们的豆子都很新鲜！",
+                &prompt
+            ),
+            "我们的豆子都很新鲜！"
+        );
+        // Nothing but echo leaves nothing to send.
+        assert_eq!(drop_prompt_echo(prompt[1], &prompt), "");
+        // An answer that quotes nothing is unchanged.
+        assert_eq!(
+            drop_prompt_echo("签收后七天内可以退货。", &prompt),
+            "签收后七天内可以退货。"
+        );
+    }
 
     #[test]
     fn literal_backslash_n_becomes_a_line_break_and_controls_go() {

@@ -40,6 +40,10 @@ pub struct GenerationRequest {
     /// Output language as a BCP-47 tag; `zh` by default.
     #[serde(default)]
     pub language: Option<String>,
+    /// Sampling seed: the same request with the same seed writes the same draft with the
+    /// same model. Random when absent.
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 impl GenerationRequest {
@@ -52,6 +56,7 @@ impl GenerationRequest {
             "tone": self.tone,
             "keywords": self.keywords,
             "call_to_action": self.call_to_action,
+            "seed": self.seed,
         });
         if let Some(length) = self.length {
             body["length"] = json!(length);

@@ -364,3 +364,28 @@ async fn handoff_pauses_the_bot_for_agents(backend: Backend) {
     assert_eq!(b.sim.sent_messages().len(), 2);
 }
 both_backends!(handoff_pauses_the_bot_for_agents);
+
+/// A small model that answers with its own instructions (the local 135M model does) must not
+/// show them to the follower: the echoed lines are dropped, and an answer with nothing else
+/// in it becomes the fallback reply.
+async fn an_echoed_prompt_is_never_sent(backend: Backend) {
+    let echo = "Answer only from the provided knowledge, in plain text, briefly.";
+    let b = bot(
+        backend,
+        true,
+        ScriptedBackend::new("local").reply(format!("{echo}\n资料：（没有找到相关资料）")),
+    )
+    .await;
+    assert_eq!(b.says("你们有燕麦拿铁吗？").await, None);
+    b.until_sent(1).await;
+    let sent = b.sim.sent_messages();
+    let text = sent[0].content.clone().unwrap();
+    assert_eq!(
+        text,
+        wxpilot_core::Settings::default()
+            .customer_service
+            .fallback_reply
+    );
+    assert!(!text.contains("provided knowledge"));
+}
+both_backends!(an_echoed_prompt_is_never_sent);

@@ -213,6 +213,8 @@ async fn bad_forecast_requests(app: TestApp) {
     for body in [
         json!({"metric": "New Followers"}),
         json!({"metric": "reads", "horizon": 0}),
+        json!({"metric": "reads", "horizon": 61, "frequency": "monthly"}),
+        json!({"metric": "reads", "frequency": "weekly"}),
     ] {
         let res = app
             .post(
@@ -226,6 +228,75 @@ async fn bad_forecast_requests(app: TestApp) {
         expect_problem(res, 422).await;
     }
 }
+
+/// A monthly metric (five years with a December peak, one month missing) is forecast month
+/// by month and its chart is labelled by month.
+async fn monthly_forecast(backend: Backend) {
+    let app = spawn_app_with_worker(backend, |_| {}).await;
+    let t = app.tenant("Monthly").await;
+    let account = app.create_account(&t.owner_key, "wx2c2769f8efd9abc2").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut csv = String::from("date,metric,value\n");
+    for k in 0..60u32 {
+        if k == 30 {
+            continue;
+        }
+        let (year, month) = (2021 + k / 12, k % 12 + 1);
+        let value = 500.0 + 3.0 * f64::from(k) + if month == 12 { 150.0 } else { 0.0 };
+        csv.push_str(&format!("{year}-{month:02}-01,monthly_reads,{value}\n"));
+    }
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/accounts/{account}/metrics")))
+        .bearer_auth(&t.owner_key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app
+        .post(
+            &format!("/v1/accounts/{account}/forecasts"),
+            &t.owner_key,
+            &json!({"metric": "monthly_reads", "horizon": 12, "frequency": "monthly"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forecast = wait_for_forecast(&app, &t.owner_key, &account, &id).await;
+    assert_eq!(forecast["status"], "succeeded", "{forecast}");
+    let result = &forecast["result"];
+    assert_eq!(result["frequency"], "monthly");
+    assert_eq!(result["filled_days"], 1);
+    let points = result["points"].as_array().unwrap();
+    assert_eq!(points.len(), 12);
+    assert_eq!(points[0]["date"], "2026-01-01");
+    assert_eq!(points[11]["date"], "2026-12-01");
+    let value = |i: usize| points[i]["value"].as_f64().unwrap();
+    assert!(value(11) > value(10) + 50.0, "December peak: {points:?}");
+    let svg = app
+        .get(
+            &format!("/v1/accounts/{account}/forecasts/{id}?format=svg"),
+            &t.owner_key,
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(svg.contains("2026-"), "monthly labels");
+}
+
+crate::both_backends!(monthly_forecast);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_forecast_and_chart_sqlite() {

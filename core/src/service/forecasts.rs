@@ -24,6 +24,38 @@ fn default_horizon() -> u32 {
     DEFAULT_HORIZON
 }
 
+/// Longest monthly horizon (five years).
+pub const MAX_MONTHLY_HORIZON: u32 = 60;
+
+/// How often the metric has a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Frequency {
+    /// One value per day; holiday effects apply (the default).
+    #[default]
+    Daily,
+    /// One value per calendar month (dated any day of it, usually the 1st); the horizon
+    /// counts months.
+    Monthly,
+}
+
+impl Frequency {
+    /// The longest horizon, in steps of this frequency.
+    pub fn max_horizon(self) -> u32 {
+        match self {
+            Self::Daily => MAX_HORIZON,
+            Self::Monthly => MAX_MONTHLY_HORIZON,
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Self::Daily => "days",
+            Self::Monthly => "months",
+        }
+    }
+}
+
 /// `POST /v1/accounts/{id}/forecasts`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -31,9 +63,12 @@ pub struct ForecastRequest {
     /// Which uploaded metric to forecast.
     #[schema(example = "new_followers")]
     pub metric: String,
-    /// Days to forecast, 1–366 (default 14).
+    /// Steps to forecast (default 14): days, 1–366, or months, 1–60.
     #[serde(default = "default_horizon")]
     pub horizon: u32,
+    /// `daily` (default) or `monthly`.
+    #[serde(default)]
+    pub frequency: Frequency,
 }
 
 /// What the `forecast` job is asked to do.
@@ -44,8 +79,11 @@ pub struct ForecastJob {
     pub account_id: String,
     /// The metric.
     pub metric: String,
-    /// Days to forecast.
+    /// Steps to forecast.
     pub horizon: u32,
+    /// Days or months (jobs queued before monthly forecasts existed are daily).
+    #[serde(default)]
+    pub frequency: Frequency,
 }
 
 impl ForecastRequest {
@@ -57,16 +95,18 @@ impl ForecastRequest {
                 "must be 1 to 64 lower-case letters, digits or _",
             ));
         }
-        if !(1..=MAX_HORIZON).contains(&self.horizon) {
+        let max = self.frequency.max_horizon();
+        if !(1..=max).contains(&self.horizon) {
             return Err(ServiceError::field(
                 "horizon",
-                format!("must be between 1 and {MAX_HORIZON}"),
+                format!("must be between 1 and {max} {}", self.frequency.unit()),
             ));
         }
         Ok(ForecastJob {
             account_id: account_id.to_owned(),
             metric: self.metric,
             horizon: self.horizon,
+            frequency: self.frequency,
         })
     }
 }

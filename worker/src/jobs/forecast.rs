@@ -1,11 +1,13 @@
-//! `forecast`: forecasts one uploaded daily metric of an account with holiday effects and a
-//! backtest-chosen model, and stores the result as the forecast with the job's id.
+//! `forecast`: forecasts one uploaded metric of an account (daily, with holiday effects, or
+//! monthly) with a backtest-chosen model, and stores the result as the forecast with the job's id.
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use wxpilot_core::jobs::KindPolicy;
 use wxpilot_core::service::{forecasts, metrics};
-use wxpilot_forecast::{DailyValue, ForecastOptions, HolidayCalendar, forecast_daily};
+use wxpilot_forecast::{
+    DailyValue, ForecastOptions, HolidayCalendar, forecast_daily, forecast_monthly,
+};
 
 use crate::runtime::{JobContext, JobError, JobHandler, JobOutput};
 
@@ -47,9 +49,9 @@ impl JobHandler for Forecast {
             }
             ctx.progress(10, "fitting and backtesting models").await;
             let horizon = job.horizon as usize;
+            let frequency = job.frequency;
             // Fitting is CPU work: keep it off the async threads.
             let result = tokio::task::spawn_blocking(move || {
-                let calendar = HolidayCalendar::china().map_err(|e| e.to_string())?;
                 let history: Vec<DailyValue> = series
                     .into_iter()
                     .map(|(date, value)| DailyValue { date, value })
@@ -58,7 +60,14 @@ impl JobHandler for Forecast {
                     horizon,
                     ..ForecastOptions::default()
                 };
-                forecast_daily(&history, &calendar, &options).map_err(|e| e.to_string())
+                match frequency {
+                    forecasts::Frequency::Daily => {
+                        let calendar = HolidayCalendar::china().map_err(|e| e.to_string())?;
+                        forecast_daily(&history, &calendar, &options)
+                    }
+                    forecasts::Frequency::Monthly => forecast_monthly(&history, &options),
+                }
+                .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| JobError::Retryable(format!("forecast task stopped: {e}")))?

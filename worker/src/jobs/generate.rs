@@ -69,6 +69,10 @@ pub struct GeneratePayload {
     /// Output language (BCP-47); Chinese by default.
     #[serde(default = "default_language")]
     pub language: String,
+    /// Sampling seed for reproducible drafts: the n-th answer of the job (regenerations and
+    /// rewrites count) samples with `seed + n`. Random when absent.
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 fn one() -> u8 {
@@ -197,7 +201,18 @@ async fn run_generation(
     let mut regenerations = 0;
     let mut rewrites = 0;
     let (checked, attempts) = loop {
-        let answer = call_model(ctx, backend.as_ref(), &messages, max_tokens, &mut tokens).await?;
+        let seed = request
+            .seed
+            .map(|s| s.wrapping_add(u64::from(regenerations + rewrites)));
+        let answer = call_model(
+            ctx,
+            backend.as_ref(),
+            &messages,
+            max_tokens,
+            seed,
+            &mut tokens,
+        )
+        .await?;
         let versions = parse_output(request.kind, &answer, parse_options)
             .map_err(|e| (e.to_string(), e.feedback()))
             .and_then(|parsed| check_versions(&parsed.items, &voice, &scanner));
@@ -378,12 +393,14 @@ async fn call_model(
     backend: &dyn Backend,
     messages: &[PromptMessage],
     max_tokens: u32,
+    seed: Option<u64>,
     tokens: &mut Tokens,
 ) -> Result<String, JobError> {
     let request = GenerateRequest {
         messages: to_chat(messages),
         params: GenerateParams {
             max_tokens,
+            seed,
             ..GenerateParams::default()
         },
         model: None,

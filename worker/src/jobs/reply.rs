@@ -20,7 +20,7 @@ use wxpilot_core::service::conversations::{
 use wxpilot_core::service::{Actor, accounts};
 use wxpilot_inference::{ChatMessage, GenerateParams, GenerateRequest};
 use wxpilot_kb::prompt::{PromptConfig, PromptMessage, Role, build_grounded_prompt};
-use wxpilot_kb::reply::shape_reply;
+use wxpilot_kb::reply::{drop_prompt_echo, shape_reply};
 use wxpilot_wechat::client::{ApiError, CustomMessage};
 
 use super::classify_wechat;
@@ -168,8 +168,11 @@ async fn model_answer(
         handoff_phrase: settings.handoff_phrases.first().cloned(),
         ..PromptConfig::default()
     };
-    let messages = build_grounded_prompt(question, &grounding, &history, &config)
-        .into_iter()
+    let prompt = build_grounded_prompt(question, &grounding, &history, &config);
+    let seen: Vec<&str> = prompt.iter().map(|m| m.text.as_str()).collect();
+    let messages = prompt
+        .iter()
+        .cloned()
         .map(|m| match m.role {
             Role::System => ChatMessage::system(m.text),
             Role::User => ChatMessage::user(m.text),
@@ -199,7 +202,15 @@ async fn model_answer(
         prompt: i64::from(generation.usage.prompt_tokens),
         completion: i64::from(generation.usage.completion_tokens),
     };
-    Ok((shape_reply(&generation.text), tokens))
+    let answer = drop_prompt_echo(&generation.text, &seen);
+    if answer.is_empty() {
+        tracing::warn!(
+            account = %job.account_id,
+            "the model's answer was empty or repeated its prompt; sending the fallback reply"
+        );
+        return Ok((shape_reply(&settings.fallback_reply), tokens));
+    }
+    Ok((shape_reply(&answer), tokens))
 }
 
 /// Sends the parts from `done` on by the customer-service API.
