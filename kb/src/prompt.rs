@@ -104,6 +104,39 @@ impl Default for PromptConfig {
     }
 }
 
+/// Whether `text` is written in a CJK script (Han, kana or Hangul): the instructions are
+/// then Chinese, otherwise English, so that a small model answers in the follower's
+/// language instead of the prompt's.
+fn is_cjk_text(text: &str) -> bool {
+    text.chars().any(|c| {
+        matches!(c as u32,
+            0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF)
+    })
+}
+
+fn english_instructions(config: &PromptConfig) -> String {
+    let who = match &config.account_name {
+        Some(name) if !name.trim().is_empty() => format!(
+            "You are the customer-service assistant of the WeChat Official Account \"{}\".",
+            name.trim()
+        ),
+        _ => "You are the customer-service assistant of a WeChat Official Account.".to_owned(),
+    };
+    let unknown = match &config.handoff_phrase {
+        Some(phrase) if !phrase.trim().is_empty() => format!(
+            "If the knowledge does not answer the question, say so and tell the user to reply \"{}\" to reach a person.",
+            phrase.trim()
+        ),
+        _ => "If the knowledge does not answer the question, say so.".to_owned(),
+    };
+    format!(
+        "{who}\nAnswer only from the Knowledge below and invent nothing.\n{unknown}\n\
+         Keep the answer under {max} characters, in plain text without Markdown, tables or links. \
+         Answer in English.",
+        max = config.max_answer_chars
+    )
+}
+
 fn system_instructions(config: &PromptConfig) -> String {
     let who = match &config.account_name {
         Some(name) if !name.trim().is_empty() => {
@@ -129,8 +162,8 @@ fn system_instructions(config: &PromptConfig) -> String {
 
 /// Renders the passages as a numbered list within the character budget; a passage that
 /// does not fit is cut, and later ones are left out.
-fn knowledge_block(grounding: &[GroundingPassage], budget: usize) -> String {
-    let mut out = String::from("资料：");
+fn knowledge_block(grounding: &[GroundingPassage], budget: usize, english: bool) -> String {
+    let mut out = String::from(if english { "Knowledge:" } else { "资料：" });
     let mut used = 0;
     let mut shown = 0;
     for passage in grounding {
@@ -156,7 +189,11 @@ fn knowledge_block(grounding: &[GroundingPassage], budget: usize) -> String {
         out.push_str(&format!("\n\n[{shown}] {body}"));
     }
     if shown == 0 {
-        out.push_str("（没有找到相关资料）");
+        out.push_str(if english {
+            " (nothing relevant was found)"
+        } else {
+            "（没有找到相关资料）"
+        });
     }
     out
 }
@@ -165,6 +202,7 @@ fn knowledge_block(grounding: &[GroundingPassage], budget: usize) -> String {
 /// the last few turns of the conversation (system messages in the history are dropped,
 /// so nothing a follower said can pose as instructions), then the question.
 ///
+/// The instructions are Chinese, or English when the question has no CJK characters.
 /// `history` is the conversation before `question`, oldest first.
 pub fn build_grounded_prompt(
     question: &str,
@@ -172,10 +210,15 @@ pub fn build_grounded_prompt(
     history: &[PromptMessage],
     config: &PromptConfig,
 ) -> Vec<PromptMessage> {
+    let english = !is_cjk_text(question);
     let system = format!(
         "{}\n\n{}",
-        system_instructions(config),
-        knowledge_block(grounding, config.max_grounding_chars)
+        if english {
+            english_instructions(config)
+        } else {
+            system_instructions(config)
+        },
+        knowledge_block(grounding, config.max_grounding_chars, english)
     );
     let mut messages = vec![PromptMessage::new(Role::System, system)];
     let turns: Vec<PromptMessage> = history
@@ -202,6 +245,31 @@ mod tests {
             title: Some(title.into()),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn an_english_question_gets_english_instructions() {
+        let config = PromptConfig {
+            account_name: Some("Acme Coffee".into()),
+            ..PromptConfig::default()
+        };
+        let english = build_grounded_prompt("Do you ship abroad?", &[], &[], &config);
+        assert!(
+            english[0].text.contains("Answer in English"),
+            "{}",
+            english[0].text
+        );
+        assert!(
+            english[0]
+                .text
+                .contains("Knowledge: (nothing relevant was found)")
+        );
+        assert!(english[0].text.contains("reply \"人工\""));
+        assert!(!english[0].text.contains("资料"));
+        let chinese = build_grounded_prompt("能寄到国外吗？", &[], &[], &config);
+        assert!(chinese[0].text.contains("资料：（没有找到相关资料）"));
+        let japanese = build_grounded_prompt("海外発送できますか", &[], &[], &config);
+        assert!(japanese[0].text.contains("资料"));
     }
 
     #[test]

@@ -200,7 +200,32 @@ pub fn drop_prompt_echo<S: AsRef<str>>(answer: &str, prompt: &[S]) -> String {
             !echo
         })
         .collect();
-    clean_model_output(&kept.join("\n")).trim().to_owned()
+    let text = clean_model_output(&kept.join("\n"));
+    cut_runaway_repeat(&text).trim().to_owned()
+}
+
+/// A character repeated this many times in a row is a decoding loop, not text.
+const RUNAWAY_REPEAT: usize = 8;
+
+/// The text before the first character repeated [`RUNAWAY_REPEAT`] times in a row (spaces
+/// excepted), where a small model's decoding started to loop.
+pub fn cut_runaway_repeat(text: &str) -> &str {
+    let mut run_start = 0;
+    let mut run_len = 0;
+    let mut previous = None;
+    for (i, c) in text.char_indices() {
+        if Some(c) == previous && !c.is_whitespace() {
+            run_len += 1;
+            if run_len >= RUNAWAY_REPEAT {
+                return &text[..run_start];
+            }
+        } else {
+            previous = Some(c);
+            run_start = i;
+            run_len = 1;
+        }
+    }
+    text
 }
 
 /// Cleans model output and splits it into passive-reply-sized messages.
@@ -232,6 +257,12 @@ mod tests {
             ),
             "我们的豆子都很新鲜！"
         );
+        // A decoding loop is cut where it starts; laughter is not a loop.
+        assert_eq!(
+            drop_prompt_echo("晚上可以喝低因。猫猫猫猫猫猫猫猫猫猫；；；；", &prompt),
+            "晚上可以喝低因。"
+        );
+        assert_eq!(cut_runaway_repeat("哈哈哈哈，好的"), "哈哈哈哈，好的");
         // Nothing but echo leaves nothing to send.
         assert_eq!(drop_prompt_echo(prompt[1], &prompt), "");
         // An answer that quotes nothing is unchanged.
