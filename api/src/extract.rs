@@ -234,6 +234,26 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
     }
 }
 
+/// The request's media type, lower-cased, without parameters (`text/csv` of
+/// `text/csv; charset=utf-8`); empty when there is none.
+pub fn media_type(req: &actix_web::HttpRequest) -> String {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Whether `media_type` names JSON lines.
+pub fn is_json_lines(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/x-ndjson" | "application/jsonl" | "application/x-jsonlines"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

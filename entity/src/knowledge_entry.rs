@@ -17,6 +17,12 @@ pub struct Model {
     pub answer: String,
     /// JSON array of alternative phrasings of the question.
     pub alternatives: Json,
+    /// The document a chunk belongs to (`None` for FAQ pairs).
+    pub document_id: Option<String>,
+    /// The Markdown heading path of a chunk's section.
+    pub heading: Option<String>,
+    /// A chunk's place in its document, from 0.
+    pub ordinal: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

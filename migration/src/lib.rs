@@ -14,6 +14,7 @@ mod m20261204_000020_contents;
 mod m20261205_000001_items_segments;
 mod m20261205_000002_publications;
 mod m20261205_000003_welcome_source;
+mod m20261206_000001_knowledge_documents;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_items_segments::Migration),
             Box::new(m20261205_000002_publications::Migration),
             Box::new(m20261205_000003_welcome_source::Migration),
+            Box::new(m20261206_000001_knowledge_documents::Migration),
         ]
     }
 }

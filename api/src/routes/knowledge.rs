@@ -1,13 +1,16 @@
-//! `/v1/accounts/{id}/knowledge`: the FAQ pairs an account's customer service answers from.
-//! Account editors write; everyone in the tenant reads.
+//! `/v1/accounts/{id}/knowledge`: the FAQ pairs and documents an account's customer service
+//! answers from. Account editors write; everyone in the tenant reads.
 
-use actix_web::{HttpResponse, delete, get, post, web};
-use wxpilot_core::service::knowledge::{self, KnowledgeEntry, NewKnowledgeEntry};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use wxpilot_core::service::knowledge::{
+    self, Document, KnowledgeEntry, KnowledgeUpdate, NewDocument, NewKnowledgeEntry,
+};
+use wxpilot_core::service::metrics::UploadReport;
 use wxpilot_core::service::{Access, Area, Page, PageRequest};
 
 use crate::auth::Auth;
-use crate::error::ApiResult;
-use crate::extract::{Json, Query};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Query, RawBody, is_json_lines, media_type};
 use crate::routes::created;
 use crate::state::AppState;
 
@@ -97,4 +100,149 @@ pub async fn delete(
     let (id, entry_id) = path.into_inner();
     knowledge::delete(&state.db, actor, &id, &entry_id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Change an entry's question, answer or alternatives (a document chunk's title and text).
+#[utoipa::path(
+    tag = "knowledge",
+    params(
+        ("id" = String, Path, description = "Account id"),
+        ("entry_id" = String, Path, description = "Entry id")
+    ),
+    request_body = KnowledgeUpdate,
+    responses((status = 200, description = "The entry as changed", body = KnowledgeEntry)),
+    security(("bearer" = []))
+)]
+#[patch("/accounts/{id}/knowledge/{entry_id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    auth: Auth,
+    path: web::Path<(String, String)>,
+    body: Json<KnowledgeUpdate>,
+) -> ApiResult<web::Json<KnowledgeEntry>> {
+    let actor = auth.require(Area::Accounts, Access::Write)?;
+    let (id, entry_id) = path.into_inner();
+    Ok(web::Json(
+        knowledge::update(&state.db, actor, &id, &entry_id, body.0).await?,
+    ))
+}
+
+/// Add a document (plain text or Markdown): it is split into chunks of about 400
+/// characters along its sections, paragraphs and sentences, each stored as an entry of kind
+/// `document` that grounds model answers.
+#[utoipa::path(
+    tag = "knowledge",
+    params(("id" = String, Path, description = "Account id")),
+    request_body = NewDocument,
+    responses((status = 201, description = "The document and its chunks", body = Document)),
+    security(("bearer" = []))
+)]
+#[post("/accounts/{id}/knowledge/documents")]
+pub async fn create_document(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: Json<NewDocument>,
+) -> ApiResult<HttpResponse> {
+    let actor = auth.require(Area::Accounts, Access::Write)?;
+    let document = knowledge::create_document(&state.db, actor, &id, body.0).await?;
+    Ok(HttpResponse::Created().json(document))
+}
+
+/// Delete a document: all its chunks.
+#[utoipa::path(
+    tag = "knowledge",
+    params(
+        ("id" = String, Path, description = "Account id"),
+        ("document_id" = String, Path, description = "Document id")
+    ),
+    responses((status = 204, description = "Deleted")),
+    security(("bearer" = []))
+)]
+#[delete("/accounts/{id}/knowledge/documents/{document_id}")]
+pub async fn delete_document(
+    state: web::Data<AppState>,
+    auth: Auth,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let actor = auth.require(Area::Accounts, Access::Write)?;
+    let (id, document_id) = path.into_inner();
+    knowledge::delete_document(&state.db, actor, &id, &document_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// How an import is titled when it is a Markdown document.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct ImportQuery {
+    /// The document's title (Markdown imports; default: its first heading).
+    pub title: Option<String>,
+}
+
+/// Import many entries at once, by `Content-Type`: JSON lines (`application/x-ndjson`, one
+/// `{question, answer, alternatives?}` per line) or CSV (`text/csv`, header
+/// `question,answer[,alternatives]`, alternatives separated by `|`) of FAQ pairs, reported
+/// row by row; or Markdown (`text/markdown`), stored as one document chunked along its
+/// sections.
+#[utoipa::path(
+    tag = "knowledge",
+    params(("id" = String, Path, description = "Account id"), ImportQuery),
+    request_body(content = String, description = "JSON lines, CSV or Markdown"),
+    responses(
+        (status = 200, description = "FAQ pairs stored and rows rejected", body = UploadReport),
+        (status = 201, description = "The Markdown document and its chunks", body = Document)
+    ),
+    security(("bearer" = []))
+)]
+#[post("/accounts/{id}/knowledge/import")]
+pub async fn import(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    auth: Auth,
+    id: web::Path<String>,
+    query: Query<ImportQuery>,
+    body: RawBody,
+) -> ApiResult<HttpResponse> {
+    let actor = auth.require(Area::Accounts, Access::Write)?;
+    let kind = media_type(&req);
+    let text =
+        std::str::from_utf8(&body.0).map_err(|_| ApiError::field("body", "must be UTF-8 text"))?;
+    let rows = if is_json_lines(&kind) {
+        knowledge::parse_faq_lines(text)
+    } else if kind == "text/csv" {
+        knowledge::parse_faq_csv(text).map_err(|m| ApiError::field("body", m))?
+    } else if kind == "text/markdown" || kind == "text/x-markdown" {
+        let title = query
+            .0
+            .title
+            .or_else(|| first_heading(text))
+            .unwrap_or_else(|| "Imported document".to_owned());
+        let document = knowledge::create_document(
+            &state.db,
+            actor,
+            &id,
+            NewDocument {
+                title,
+                text: text.to_owned(),
+            },
+        )
+        .await?;
+        return Ok(HttpResponse::Created().json(document));
+    } else {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "import takes application/x-ndjson, text/csv or text/markdown, not {:?}",
+            kind
+        )));
+    };
+    let report = knowledge::import(&state.db, actor, &id, rows).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// The text of a Markdown document's first heading, as its title.
+fn first_heading(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.chars().take(200).collect())
 }

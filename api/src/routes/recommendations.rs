@@ -2,7 +2,6 @@
 //! `/recommendations` (the `recommend` job), `/followers/{openid}/recommendations`,
 //! `/items/{item}/similar` and `/segments` (the `segment` job, which tags in WeChat).
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -83,22 +82,7 @@ pub fn parse_json_lines<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<Numbered
 }
 
 fn is_json_lines(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .is_some_and(|v| {
-            matches!(
-                v.as_str(),
-                "application/x-ndjson" | "application/jsonl" | "application/x-jsonlines"
-            )
-        })
+    crate::extract::is_json_lines(&crate::extract::media_type(req))
 }
 
 fn require_account_error() -> ApiError {

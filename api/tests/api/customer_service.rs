@@ -389,3 +389,54 @@ async fn an_echoed_prompt_is_never_sent(backend: Backend) {
     assert!(!text.contains("provided knowledge"));
 }
 both_backends!(an_echoed_prompt_is_never_sent);
+
+/// A document added through the API grounds the model's answer; an FAQ answer edited
+/// through the API is the next passive reply (every replica's cached index notices).
+async fn documents_ground_answers_and_edits_apply_at_once(backend: Backend) {
+    let b = bot(backend, true, ScriptedBackend::new("local").reply(ANSWER)).await;
+    let knowledge = format!("/v1/accounts/{}/knowledge", b.account);
+    let res = b
+        .app
+        .post(
+            &format!("{knowledge}/documents"),
+            &b.key,
+            &json!({"title": "饮品说明", "text": "## 牛奶\n所有门店的拿铁都可以免费换成燕麦奶或豆奶。"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(b.says("拿铁可以换燕麦奶吗？").await, None);
+    b.until_sent(1).await;
+    let prompt = &b.model.requests()[0].messages[0].content;
+    assert!(prompt.contains("免费换成燕麦奶"), "{prompt}");
+    assert!(prompt.contains("饮品说明"), "{prompt}");
+
+    let entry: Value = b
+        .app
+        .post(
+            &knowledge,
+            &b.key,
+            &json!({"question": "几点开门", "answer": "早上七点。"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b.says("几点开门").await.as_deref(), Some("早上七点。"));
+    let res = b
+        .app
+        .patch(
+            &format!("{knowledge}/{}", entry["id"].as_str().unwrap()),
+            &b.key,
+            &json!({"answer": "早上七点半。"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(b.says("几点开门").await.as_deref(), Some("早上七点半。"));
+}
+both_backends!(documents_ground_answers_and_edits_apply_at_once);

@@ -17,6 +17,7 @@ mod forecasts;
 mod hardening;
 mod isolation;
 mod jobs;
+mod knowledge;
 mod metrics_sync;
 mod operations;
 mod publishing;

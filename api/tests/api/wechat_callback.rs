@@ -104,6 +104,9 @@ async fn add_faq(app: &TestApp, tenant_id: &str, account_id: &str, q: &str, a: &
         question: Set(q.into()),
         answer: Set(a.into()),
         alternatives: Set(serde_json::json!([])),
+        document_id: Set(None),
+        heading: Set(None),
+        ordinal: Set(None),
         created_at: Set(Utc::now()),
         updated_at: Set(Utc::now()),
     }

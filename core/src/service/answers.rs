@@ -9,7 +9,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use wxpilot_entity::{keyword_rule, knowledge_entry};
 use wxpilot_kb::decision::{DecisionPolicy, ReplyDecision, decide};
-use wxpilot_kb::knowledge::{EntryContent, FaqEntry, HybridConfig, KnowledgeEntry, KnowledgeIndex};
+use wxpilot_kb::knowledge::{
+    DocumentChunk, EntryContent, FaqEntry, HybridConfig, KnowledgeEntry, KnowledgeIndex,
+};
 use wxpilot_kb::prompt::GroundingPassage;
 use wxpilot_kb::rules::{MatchKind, RuleDefinition, RuleSet};
 
@@ -80,10 +82,10 @@ pub fn rule_kind(stored: &str) -> Option<MatchKind> {
     }
 }
 
-/// What identifies the state of an account's knowledge base: entries are never edited in
-/// place (only created and deleted), and ids grow with time, so the count and the largest
-/// id change whenever the set does, on any replica.
-type KnowledgeFingerprint = (i64, Option<String>);
+/// What identifies the state of an account's knowledge base on any replica: ids grow with
+/// time, so the count and the largest id move when entries are created or deleted, and
+/// the latest `updated_at` when one is edited.
+type KnowledgeFingerprint = (i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>);
 
 /// Built indexes per account, rebuilt when the fingerprint moves.
 /// A built index and the fingerprint it was built at.
@@ -100,14 +102,15 @@ async fn knowledge_fingerprint<C: ConnectionTrait>(
         .select_only()
         .column_as(knowledge_entry::Column::Id.count(), "n")
         .column_as(knowledge_entry::Column::Id.max(), "m")
+        .column_as(knowledge_entry::Column::UpdatedAt.max(), "u")
         .filter(knowledge_entry::Column::AccountId.eq(account_id))
         .into_tuple()
         .one(db)
         .await?;
-    Ok(row.unwrap_or((0, None)))
+    Ok(row.unwrap_or((0, None, None)))
 }
 
-/// The account's knowledge base as a BM25 index (embeddings are not used yet), from the
+/// The account's knowledge base (FAQ pairs and document chunks) as a BM25 index, from the
 /// in-process cache unless the entries changed since it was built.
 pub async fn knowledge_index<C: ConnectionTrait>(
     db: &C,
@@ -136,19 +139,23 @@ async fn build_knowledge<C: ConnectionTrait>(
         .order_by_asc(knowledge_entry::Column::Id)
         .all(db)
         .await?;
-    let entries = rows.into_iter().filter(|r| r.kind == "faq").map(|r| {
-        let alternative_questions = serde_json::from_value(r.alternatives).unwrap_or_default();
-        (
-            KnowledgeEntry {
-                id: r.id,
-                content: EntryContent::Faq(FaqEntry {
-                    question: r.question,
-                    answer: r.answer,
-                    alternative_questions,
-                }),
-            },
-            None,
-        )
+    let entries = rows.into_iter().filter_map(|r| {
+        let content = match (r.kind.as_str(), r.document_id) {
+            ("faq", _) => EntryContent::Faq(FaqEntry {
+                question: r.question,
+                answer: r.answer,
+                alternative_questions: serde_json::from_value(r.alternatives).unwrap_or_default(),
+            }),
+            ("document", Some(document_id)) => EntryContent::Chunk(DocumentChunk {
+                document_id,
+                title: Some(r.question),
+                heading: r.heading,
+                text: r.answer,
+                ordinal: r.ordinal.and_then(|o| u32::try_from(o).ok()).unwrap_or(0),
+            }),
+            _ => return None,
+        };
+        Some((KnowledgeEntry { id: r.id, content }, None))
     });
     KnowledgeIndex::build(entries).map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))
 }
