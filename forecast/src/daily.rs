@@ -124,6 +124,11 @@ pub enum ForecastError {
     /// The horizon is 0 or too long.
     #[error("horizon must be between 1 and {MAX_HORIZON} days, got {0}")]
     Horizon(usize),
+    /// A monthly forecast was asked of a metric with several values in one month.
+    #[error(
+        "the metric has more than one value in the month of {0}: a monthly forecast needs one value per month (forecast it daily instead)"
+    )]
+    NotMonthly(NaiveDate),
     /// A monthly horizon is 0 or too long.
     #[error("horizon must be between 1 and {max} months, got {0}", max = crate::monthly::MAX_HORIZON_MONTHS)]
     MonthlyHorizon(usize),

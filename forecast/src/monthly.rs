@@ -43,15 +43,19 @@ fn months_between(a: NaiveDate, b: NaiveDate) -> i64 {
 }
 
 /// One value per month, dated on the month's first day: a value dated any day of a month is
-/// that month's, the last given wins, and missing months are filled by linear interpolation.
-/// Returns the series and how many months were filled.
+/// that month's, and missing months are filled by linear interpolation. Two values in one
+/// month mean a daily metric, which a monthly forecast would misread: refused. Returns the
+/// series and how many months were filled.
 pub fn prepare_monthly(history: &[DailyValue]) -> Result<(Vec<DailyValue>, usize), ForecastError> {
     let mut by_month: BTreeMap<NaiveDate, f64> = BTreeMap::new();
     for point in history {
         if !point.value.is_finite() {
             return Err(ForecastError::NonFinite(point.date));
         }
-        by_month.insert(month_start(point.date), point.value);
+        let month = month_start(point.date);
+        if by_month.insert(month, point.value).is_some() {
+            return Err(ForecastError::NotMonthly(month));
+        }
     }
     let mut out: Vec<DailyValue> = Vec::with_capacity(by_month.len());
     let mut filled = 0;
@@ -169,12 +173,22 @@ mod tests {
     }
 
     #[test]
-    fn months_are_normalised_deduplicated_and_filled() {
-        let history = [
+    fn months_are_normalised_and_filled_and_daily_data_refused() {
+        let daily = [
             DailyValue {
                 date: NaiveDate::from_ymd_opt(2024, 1, 15).unwrap(),
                 value: 10.0,
             },
+            DailyValue {
+                date: NaiveDate::from_ymd_opt(2024, 1, 16).unwrap(),
+                value: 12.0,
+            },
+        ];
+        assert_eq!(
+            prepare_monthly(&daily),
+            Err(ForecastError::NotMonthly(month(2024, 1)))
+        );
+        let history = [
             DailyValue {
                 date: NaiveDate::from_ymd_opt(2024, 1, 31).unwrap(),
                 value: 12.0,

@@ -198,6 +198,19 @@ fn knowledge_block(grounding: &[GroundingPassage], budget: usize, english: bool)
     out
 }
 
+/// What a prompt for `question` holds that is not the account's: the instructions and the
+/// marker of an empty knowledge block. An answer that repeats these leaks the prompt;
+/// one that repeats the knowledge or an earlier answer does not.
+pub fn scaffolding(question: &str, config: &PromptConfig) -> Vec<String> {
+    let english = !is_cjk_text(question);
+    let instructions = if english {
+        english_instructions(config)
+    } else {
+        system_instructions(config)
+    };
+    vec![instructions, knowledge_block(&[], 0, english)]
+}
+
 /// Builds the chat prompt: one system message with the instructions and the knowledge,
 /// the last few turns of the conversation (system messages in the history are dropped,
 /// so nothing a follower said can pose as instructions), then the question.

@@ -172,18 +172,20 @@ pub fn split_for_wechat(text: &str, max_bytes: usize) -> Vec<String> {
 /// contains it: shorter ones ("好的", "谢谢") are ordinary words, not a leak.
 const MIN_ECHO_CHARS: usize = 6;
 
-/// Drops the lines of a model answer that repeat the prompt, or an earlier line of the
-/// answer: a small model that echoes its instructions, the knowledge block or an earlier
-/// turn must not show a follower the system prompt or the welcome text again, nor the same
-/// sentence ten times when its decoding loops. Lines are compared after normalising width,
-/// case and spaces; what is left keeps its order. `prompt` is every message the model saw.
+/// Cleans a model answer ([`clean_model_output`]) and drops the lines that repeat the
+/// prompt's instructions, or an earlier line of the answer: a small model that echoes its
+/// instructions must not show a follower the system prompt, nor the same sentence ten times
+/// when its decoding loops. Quoting the knowledge is what an answer should do, so pass only
+/// the instructions ([`crate::prompt::scaffolding`]) as `prompt`. Lines are compared after
+/// normalising width, case and spaces; what is left keeps its order.
 pub fn drop_prompt_echo<S: AsRef<str>>(answer: &str, prompt: &[S]) -> String {
     let seen: Vec<String> = prompt
         .iter()
         .map(|m| crate::normalize::normalize_compact(m.as_ref()))
         .collect();
+    let cleaned = clean_model_output(answer);
     let mut said: Vec<String> = Vec::new();
-    let kept: Vec<&str> = answer
+    let kept: Vec<&str> = cleaned
         .lines()
         .filter(|line| {
             let norm = crate::normalize::normalize_compact(line);
@@ -205,16 +207,17 @@ pub fn drop_prompt_echo<S: AsRef<str>>(answer: &str, prompt: &[S]) -> String {
 }
 
 /// A character repeated this many times in a row is a decoding loop, not text.
-const RUNAWAY_REPEAT: usize = 8;
+const RUNAWAY_REPEAT: usize = 12;
 
-/// The text before the first character repeated [`RUNAWAY_REPEAT`] times in a row (spaces
-/// excepted), where a small model's decoding started to loop.
+/// The text before the first character repeated [`RUNAWAY_REPEAT`] times in a row, where a
+/// small model's decoding started to loop. Spaces and digits (a phone number, an amount)
+/// never count.
 pub fn cut_runaway_repeat(text: &str) -> &str {
     let mut run_start = 0;
     let mut run_len = 0;
     let mut previous = None;
     for (i, c) in text.char_indices() {
-        if Some(c) == previous && !c.is_whitespace() {
+        if Some(c) == previous && !c.is_whitespace() && !c.is_ascii_digit() {
             run_len += 1;
             if run_len >= RUNAWAY_REPEAT {
                 return &text[..run_start];
@@ -259,10 +262,25 @@ mod tests {
         );
         // A decoding loop is cut where it starts; laughter is not a loop.
         assert_eq!(
-            drop_prompt_echo("晚上可以喝低因。猫猫猫猫猫猫猫猫猫猫；；；；", &prompt),
+            drop_prompt_echo(
+                "晚上可以喝低因。猫猫猫猫猫猫猫猫猫猫猫猫猫猫；；；；",
+                &prompt
+            ),
             "晚上可以喝低因。"
         );
         assert_eq!(cut_runaway_repeat("哈哈哈哈，好的"), "哈哈哈哈，好的");
+        assert_eq!(
+            cut_runaway_repeat("客服电话 13888888888888，¥100000000000"),
+            "客服电话 13888888888888，¥100000000000"
+        );
+        // A literal `\n` is a line break before lines are compared.
+        assert_eq!(
+            drop_prompt_echo(
+                "好的\\nAnswer only from the provided knowledge, in plain text, briefly",
+                &prompt
+            ),
+            "好的"
+        );
         // Nothing but echo leaves nothing to send.
         assert_eq!(drop_prompt_echo(prompt[1], &prompt), "");
         // An answer that quotes nothing is unchanged.

@@ -6,7 +6,7 @@ use wxpilot_core::service::knowledge::{
     self, Document, KnowledgeEntry, KnowledgeUpdate, NewDocument, NewKnowledgeEntry,
 };
 use wxpilot_core::service::metrics::UploadReport;
-use wxpilot_core::service::{Access, Area, Page, PageRequest};
+use wxpilot_core::service::{Access, Area, Page, PageRequest, accounts};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
@@ -203,6 +203,10 @@ pub async fn import(
     body: RawBody,
 ) -> ApiResult<HttpResponse> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
+    // Another tenant's account is a 404 whatever the body holds.
+    if !accounts::exists(&state.db, actor, &id).await? {
+        return Err(wxpilot_core::ServiceError::NotFound("official account").into());
+    }
     let kind = media_type(&req);
     let text =
         std::str::from_utf8(&body.0).map_err(|_| ApiError::field("body", "must be UTF-8 text"))?;

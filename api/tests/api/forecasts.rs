@@ -294,6 +294,42 @@ async fn monthly_forecast(backend: Backend) {
         .await
         .unwrap();
     assert!(svg.contains("2026-"), "monthly labels");
+
+    // A daily metric is not forecast monthly: the job says why.
+    let res = app
+        .post(
+            &format!("/v1/accounts/{account}/metrics"),
+            &t.owner_key,
+            &json!({"rows": rows()}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let id = app
+        .post(
+            &format!("/v1/accounts/{account}/forecasts"),
+            &t.owner_key,
+            &json!({"metric": "new_followers", "horizon": 3, "frequency": "monthly"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forecast = wait_for_forecast(&app, &t.owner_key, &account, &id).await;
+    assert_eq!(forecast["status"], "dead", "{forecast}");
+    assert!(
+        forecast["error"]
+            .as_str()
+            .unwrap()
+            .contains("one value per month"),
+        "{forecast}"
+    );
 }
 
 crate::both_backends!(monthly_forecast);

@@ -198,7 +198,7 @@ crate::both!(documents_are_stored_as_chunks);
 async fn bulk_import(app: TestApp) {
     let (t, account) = setup(&app).await;
     let key = &t.owner_key;
-    let lines = "{\"question\":\"几点开门\",\"answer\":\"早上七点半。\"}\n\
+    let lines = "\n{\"question\":\"几点开门\",\"answer\":\"早上七点半。\"}\n\
                  {\"question\":\"\",\"answer\":\"no question\"}\n\
                  not json\n\
                  {\"question\":\"能开发票吗\",\"answer\":\"可以。\",\"alternatives\":[\"发票\"]}\n";
@@ -215,7 +215,8 @@ async fn bulk_import(app: TestApp) {
         .iter()
         .map(|r| r["row"].as_u64().unwrap())
         .collect();
-    assert_eq!(rows, [2, 3]);
+    // Rows are numbered as sent: the blank first line counts.
+    assert_eq!(rows, [3, 4]);
 
     let csv = "question,answer,alternatives\n\
                多久发货,\"当天发出，江浙沪次日达。\",什么时候发货|几天到\n\
@@ -268,6 +269,11 @@ async fn bulk_import(app: TestApp) {
     .send()
     .await
     .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = import(&app, &other.owner_key, &account, "application/pdf", "%PDF")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(entries(&app, key, &account).await.len(), before);
 }

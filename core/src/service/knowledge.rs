@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, ModelTrait,
-    QueryFilter, Set,
+    QueryFilter, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -256,7 +256,7 @@ pub async fn update(
         row.alternatives = Set(json!(alternatives));
         changed.push("alternatives");
     }
-    row.updated_at = Set(Utc::now());
+    row.updated_at = Set(edit_time(&txn, actor, account_id).await?);
     let saved = row.update(&txn).await?;
     audit::record(
         &txn,
@@ -269,6 +269,29 @@ pub async fn update(
     .await?;
     txn.commit().await?;
     Ok(saved.into())
+}
+
+/// The `updated_at` of an edit: now, or just after the account's latest change when a
+/// replica's clock is behind, so that the knowledge fingerprint every replica caches by
+/// (count, largest id, latest change) always moves.
+async fn edit_time<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    account_id: &str,
+) -> ServiceResult<DateTime<Utc>> {
+    let latest: Option<Option<DateTime<Utc>>> = knowledge_entry::Entity::find()
+        .select_only()
+        .column_as(knowledge_entry::Column::UpdatedAt.max(), "u")
+        .filter(knowledge_entry::Column::TenantId.eq(&actor.tenant_id))
+        .filter(knowledge_entry::Column::AccountId.eq(account_id))
+        .into_tuple()
+        .one(conn)
+        .await?;
+    let now = Utc::now();
+    Ok(match latest.flatten() {
+        Some(latest) if latest >= now => latest + chrono::Duration::milliseconds(1),
+        _ => now,
+    })
 }
 
 /// Chunks a document and stores its chunks as entries of kind `document`.
@@ -355,13 +378,16 @@ pub async fn delete_document(
     Ok(removed)
 }
 
+/// One parsed row of an import: its number as sent, and the entry or why it is unusable.
+pub type ImportRow = Result<(usize, NewKnowledgeEntry), RowError>;
+
 /// Stores the valid FAQ pairs of an import and reports the others by row; nothing is
 /// stored when the account is not the tenant's.
 pub async fn import(
     db: &DatabaseConnection,
     actor: &Actor,
     account_id: &str,
-    rows: Vec<Result<NewKnowledgeEntry, RowError>>,
+    rows: Vec<ImportRow>,
 ) -> ServiceResult<UploadReport> {
     if rows.len() > MAX_IMPORT_ROWS {
         return Err(ServiceError::field(
@@ -373,9 +399,9 @@ pub async fn import(
     require_account(&txn, actor, account_id).await?;
     let mut stored = 0;
     let mut rejected = Vec::new();
-    for (i, row) in rows.into_iter().enumerate() {
-        let entry = match row {
-            Ok(entry) => entry,
+    for row in rows {
+        let (number, entry) = match row {
+            Ok(numbered) => numbered,
             Err(e) => {
                 rejected.push(e);
                 continue;
@@ -383,7 +409,7 @@ pub async fn import(
         };
         if let Err(ServiceError::Validation(fields)) = check_entry(&entry).finish() {
             rejected.push(RowError {
-                row: i + 1,
+                row: number,
                 message: fields
                     .iter()
                     .map(|f| format!("{}: {}", f.field, f.message))
@@ -410,15 +436,17 @@ pub async fn import(
 
 /// FAQ pairs from JSON lines, one [`NewKnowledgeEntry`] object per line (blank lines skipped;
 /// rows are numbered by line).
-pub fn parse_faq_lines(text: &str) -> Vec<Result<NewKnowledgeEntry, RowError>> {
+pub fn parse_faq_lines(text: &str) -> Vec<ImportRow> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| {
-            serde_json::from_str::<NewKnowledgeEntry>(line).map_err(|e| RowError {
-                row: i + 1,
-                message: format!("not a knowledge entry: {e}"),
-            })
+            serde_json::from_str::<NewKnowledgeEntry>(line)
+                .map(|entry| (i + 1, entry))
+                .map_err(|e| RowError {
+                    row: i + 1,
+                    message: format!("not a knowledge entry: {e}"),
+                })
         })
         .collect()
 }
@@ -426,7 +454,7 @@ pub fn parse_faq_lines(text: &str) -> Vec<Result<NewKnowledgeEntry, RowError>> {
 /// FAQ pairs from CSV with the header `question,answer[,alternatives]` (alternatives
 /// separated by `|`); fields may be quoted, with `""` for a quote and line breaks inside
 /// quotes. Rows are numbered after the header. The error when the header is wrong.
-pub fn parse_faq_csv(text: &str) -> Result<Vec<Result<NewKnowledgeEntry, RowError>>, String> {
+pub fn parse_faq_csv(text: &str) -> Result<Vec<ImportRow>, String> {
     let records = csv_records(text.trim_start_matches('\u{FEFF}'))?;
     let mut records = records.into_iter();
     let header: Vec<String> = records
@@ -464,11 +492,14 @@ pub fn parse_faq_csv(text: &str) -> Result<Vec<Result<NewKnowledgeEntry, RowErro
                         .collect()
                 })
                 .unwrap_or_default();
-            Ok(NewKnowledgeEntry {
-                question: record[0].trim().to_owned(),
-                answer: record[1].trim().to_owned(),
-                alternatives,
-            })
+            Ok((
+                row,
+                NewKnowledgeEntry {
+                    question: record[0].trim().to_owned(),
+                    answer: record[1].trim().to_owned(),
+                    alternatives,
+                },
+            ))
         })
         .collect())
 }
@@ -601,11 +632,12 @@ mod tests {
             only one field\n";
         let rows = parse_faq_csv(text).unwrap();
         assert_eq!(rows.len(), 3);
-        let first = rows[0].as_ref().unwrap();
+        let (number, first) = rows[0].as_ref().unwrap();
+        assert_eq!(*number, 1);
         assert_eq!(first.question, "怎么退货");
         assert_eq!(first.answer, "签收后七天内，在订单页申请。\n运费我们出。");
         assert_eq!(first.alternatives, ["可以退吗", "能退货吗"]);
-        let second = rows[1].as_ref().unwrap();
+        let (_, second) = rows[1].as_ref().unwrap();
         assert_eq!(second.question, "Do you ship \"abroad\"?");
         assert!(second.alternatives.is_empty());
         assert_eq!(rows[2].as_ref().unwrap_err().row, 4);
@@ -626,6 +658,8 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert!(rows[0].is_ok());
         assert_eq!(rows[1].as_ref().unwrap_err().row, 3);
-        assert_eq!(rows[2].as_ref().unwrap().alternatives, ["e"]);
+        let (number, last) = rows[2].as_ref().unwrap();
+        assert_eq!(*number, 4);
+        assert_eq!(last.alternatives, ["e"]);
     }
 }

@@ -19,7 +19,7 @@ use wxpilot_core::service::conversations::{
 };
 use wxpilot_core::service::{Actor, accounts};
 use wxpilot_inference::{ChatMessage, GenerateParams, GenerateRequest};
-use wxpilot_kb::prompt::{PromptConfig, PromptMessage, Role, build_grounded_prompt};
+use wxpilot_kb::prompt::{PromptConfig, PromptMessage, Role, build_grounded_prompt, scaffolding};
 use wxpilot_kb::reply::{drop_prompt_echo, shape_reply};
 use wxpilot_wechat::client::{ApiError, CustomMessage};
 
@@ -168,11 +168,9 @@ async fn model_answer(
         handoff_phrase: settings.handoff_phrases.first().cloned(),
         ..PromptConfig::default()
     };
-    let prompt = build_grounded_prompt(question, &grounding, &history, &config);
-    let seen: Vec<&str> = prompt.iter().map(|m| m.text.as_str()).collect();
-    let messages = prompt
-        .iter()
-        .cloned()
+    let instructions = scaffolding(question, &config);
+    let messages = build_grounded_prompt(question, &grounding, &history, &config)
+        .into_iter()
         .map(|m| match m.role {
             Role::System => ChatMessage::system(m.text),
             Role::User => ChatMessage::user(m.text),
@@ -202,7 +200,7 @@ async fn model_answer(
         prompt: i64::from(generation.usage.prompt_tokens),
         completion: i64::from(generation.usage.completion_tokens),
     };
-    let answer = drop_prompt_echo(&generation.text, &seen);
+    let answer = drop_prompt_echo(&generation.text, &instructions);
     if answer.is_empty() {
         tracing::warn!(
             account = %job.account_id,
