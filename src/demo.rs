@@ -930,12 +930,30 @@ impl Demo {
             "  knowledge base: {} FAQ entries of the coffee brand (returns, shipping, hours, …)",
             entries.len()
         );
+        // Each write queued an `embed_knowledge` job (hybrid retrieval); let them finish.
+        let jobs = self.api.get("/v1/jobs?kind=embed_knowledge").await?;
+        let mut embedded = 0;
+        let mut model = String::new();
+        for job in jobs["items"].as_array().into_iter().flatten() {
+            let id = str_field(job, "id")?;
+            let done = self.api.wait_job(&id, "embed_knowledge").await?;
+            embedded += done["result"]["embedded"].as_u64().unwrap_or(0);
+            if let Some(m) = done["result"]["model"].as_str() {
+                model = m.to_owned();
+            }
+        }
+        if embedded > 0 {
+            println!("  embedded {embedded} entries with {model} for hybrid retrieval");
+        } else {
+            println!("  no embedding model served: retrieval is BM25 alone");
+        }
         Ok(json!({
             "page_view_days": days,
             "m3_series": m3_id,
             "items": items_stored,
             "interactions": stored,
             "knowledge_entries": entries.len(),
+            "knowledge_embedded": embedded,
         }))
     }
 

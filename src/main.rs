@@ -594,7 +594,7 @@ async fn serve_with(
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let url = settings.database_url();
-    let deps = wxpilot_api::Deps::connect(&settings).await?;
+    let mut deps = wxpilot_api::Deps::connect(&settings).await?;
     if role == Halves::Both {
         db::migrate(&deps.db).await?;
     } else {
@@ -607,11 +607,32 @@ async fn serve_with(
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let settings = std::sync::Arc::new(settings);
-    let worker = (role != Halves::Api).then(|| {
-        tokio::spawn(wxpilot_worker::run(
+    // The worker's services (models loaded once); the callback embeds followers' questions
+    // with the same router. An api-only process loads its own only when hybrid retrieval is
+    // configured (`customer_service.embedding_model`).
+    let services = match role {
+        Halves::Api => None,
+        Halves::Both | Halves::Worker => {
+            Some(wxpilot_worker::Services::from_settings(&settings, deps.secrets.clone()).await?)
+        }
+    };
+    if role != Halves::Worker {
+        deps.embedder = match &services {
+            Some(services) => Some(services.inference.for_kind("reply")),
+            None if !settings.customer_service.embedding_model.is_empty() => {
+                let router =
+                    wxpilot_worker::inference::build_router(&settings.inference, None, None)
+                        .await?;
+                Some(std::sync::Arc::new(router).for_kind("reply"))
+            }
+            None => None,
+        };
+    }
+    let worker = services.map(|services| {
+        tokio::spawn(wxpilot_worker::run_with(
             settings.clone(),
             deps.db.clone(),
-            deps.secrets.clone(),
+            services,
             deps.queue.clone(),
             shutdown.clone(),
         ))

@@ -60,6 +60,11 @@ fn the_demo_runs_every_step_with_real_values() {
     assert_eq!(data["items"], 1682);
     assert_eq!(data["interactions"], 100_000);
     assert!(data["knowledge_entries"].as_u64().unwrap() >= 5);
+    // multilingual-e5-small (fetched by scripts/fetch-models.sh) embeds every entry.
+    assert_eq!(
+        data["knowledge_embedded"], data["knowledge_entries"],
+        "{data}"
+    );
 
     let forecast = &step(&summary, "forecast")["facts"];
     assert_eq!(forecast["daily_points"], 28);

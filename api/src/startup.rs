@@ -35,6 +35,9 @@ pub struct Deps {
     pub secrets: Arc<SecretBox>,
     /// The job queue.
     pub queue: JobQueue,
+    /// Embeds followers' questions for hybrid retrieval in the callback (the worker's
+    /// inference router, shared in one process); `None` for BM25 alone.
+    pub embedder: Option<Arc<dyn wxpilot_inference::Backend>>,
 }
 
 impl Deps {
@@ -43,7 +46,12 @@ impl Deps {
         let secrets = Arc::new(settings.secret_box()?);
         let db = wxpilot_core::db::connect(&settings.database_url(), &settings.database).await?;
         let queue = JobQueue::connect(settings, &db).await?;
-        Ok(Self { db, secrets, queue })
+        Ok(Self {
+            db,
+            secrets,
+            queue,
+            embedder: None,
+        })
     }
 }
 
@@ -83,6 +91,7 @@ impl Application {
             metrics: Metrics::new()?,
             redis,
             queue: deps.queue,
+            embedder: deps.embedder,
             logins: Default::default(),
             callbacks: crate::ratelimit::RateLimiter::new(
                 settings.customer_service.callback_rate_per_sec,

@@ -24,8 +24,24 @@ pub struct AppState {
     pub redis: Option<redis::Client>,
     /// The job queue.
     pub queue: wxpilot_worker::JobQueue,
+    /// Embeds followers' questions for hybrid retrieval (`None`: BM25 alone).
+    pub embedder: Option<Arc<dyn wxpilot_inference::Backend>>,
     /// Failed password sign-ins.
     pub logins: crate::ratelimit::LoginLimiter,
     /// WeChat callback requests per account.
     pub callbacks: crate::ratelimit::RateLimiter,
+}
+
+impl AppState {
+    /// The embedding model of hybrid retrieval, when one is configured and the embedder
+    /// serves it; `None` means BM25 alone (and no embedding jobs).
+    pub fn embedding_model(&self) -> Option<&str> {
+        let model = self.settings.customer_service.embedding_model.as_str();
+        let embedder = self.embedder.as_ref()?;
+        let served = embedder
+            .models()
+            .iter()
+            .any(|m| m.id == model && m.kind == wxpilot_inference::ModelKind::Embedding);
+        (!model.is_empty() && served).then_some(model)
+    }
 }

@@ -23,6 +23,10 @@ pub struct Model {
     pub heading: Option<String>,
     /// A chunk's place in its document, from 0.
     pub ordinal: Option<i32>,
+    /// The entry's embedding (a JSON array of numbers), for hybrid retrieval.
+    pub embedding: Option<Json>,
+    /// The model that made `embedding`.
+    pub embedding_model: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -15,6 +15,7 @@ mod m20261205_000001_items_segments;
 mod m20261205_000002_publications;
 mod m20261205_000003_welcome_source;
 mod m20261206_000001_knowledge_documents;
+mod m20261206_000002_knowledge_embeddings;
 
 /// All migrations in order.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000002_publications::Migration),
             Box::new(m20261205_000003_welcome_source::Migration),
             Box::new(m20261206_000001_knowledge_documents::Migration),
+            Box::new(m20261206_000002_knowledge_embeddings::Migration),
         ]
     }
 }

@@ -35,6 +35,7 @@ pub fn handlers() -> Vec<Arc<dyn JobHandler>> {
         Arc::new(jobs::recommend::Segment),
         Arc::new(jobs::reply::Reply),
         Arc::new(jobs::publish::Publish),
+        Arc::new(jobs::embed_knowledge::EmbedKnowledge),
     ]
 }
 

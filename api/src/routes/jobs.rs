@@ -63,35 +63,53 @@ pub async fn accept_job_keyed(
     payload: Value,
     default_key: Option<String>,
 ) -> ApiResult<HttpResponse> {
-    let max_attempts = max_attempts(state, kind);
-    let (job, created) = jobs::create(
-        &state.db,
+    let (job, created) = create_job(
+        state,
         actor,
-        NewJob {
-            kind: kind.to_owned(),
-            payload,
-            max_attempts,
-            idempotency_key: idempotency_key(req)?.or(default_key),
-            traceparent: req
-                .headers()
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok())
-                .and_then(jobs::parse_traceparent),
-        },
+        kind,
+        payload,
+        idempotency_key(req)?.or(default_key),
+        req.headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(jobs::parse_traceparent),
     )
     .await?;
-    if created {
-        // The record is durable already; if the queue is down the sweeper dispatches it later.
-        if let Err(e) = state.queue.dispatch(kind, &job.id, None).await {
-            tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "queue unavailable; the sweeper will dispatch the job");
-        }
-    }
     let mut response = HttpResponse::Accepted();
     response.insert_header((header::LOCATION, format!("/v1/jobs/{}", job.id)));
     if !created {
         response.insert_header(("Idempotent-Replayed", "true"));
     }
     Ok(response.json(job))
+}
+
+/// Records a job and hands it to the queue; whether it is new (an idempotency key may name
+/// an existing one). The record is durable first: if the queue is down, the sweeper
+/// dispatches the job later.
+pub async fn create_job(
+    state: &AppState,
+    actor: &Actor,
+    kind: &str,
+    payload: Value,
+    idempotency_key: Option<String>,
+    traceparent: Option<String>,
+) -> ApiResult<(Job, bool)> {
+    let (job, created) = jobs::create(
+        &state.db,
+        actor,
+        NewJob {
+            kind: kind.to_owned(),
+            payload,
+            max_attempts: max_attempts(state, kind),
+            idempotency_key,
+            traceparent,
+        },
+    )
+    .await?;
+    if created && let Err(e) = state.queue.dispatch(kind, &job.id, None).await {
+        tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "queue unavailable; the sweeper will dispatch the job");
+    }
+    Ok((job, created))
 }
 
 /// Queue a `ping` job: it sleeps `sleep_ms`, reports `steps` progress updates and returns

@@ -2,16 +2,19 @@
 //! answers from. Account editors write; everyone in the tenant reads.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use wxpilot_core::service::jobs::Job;
 use wxpilot_core::service::knowledge::{
-    self, Document, KnowledgeEntry, KnowledgeUpdate, NewDocument, NewKnowledgeEntry,
+    self, Document, EMBED_JOB_KIND, EmbedJob, EmbedRequest, KnowledgeEntry, KnowledgeUpdate,
+    NewDocument, NewKnowledgeEntry,
 };
 use wxpilot_core::service::metrics::UploadReport;
-use wxpilot_core::service::{Access, Area, Page, PageRequest, accounts};
+use wxpilot_core::service::{Access, Actor, Area, Page, PageRequest, accounts};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query, RawBody, is_json_lines, media_type};
 use crate::routes::created;
+use crate::routes::jobs::{accept_job, create_job};
 use crate::state::AppState;
 
 /// Add an FAQ pair to an account's knowledge base.
@@ -31,6 +34,7 @@ pub async fn create(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
     let entry = knowledge::create(&state.db, actor, &id, body.0).await?;
+    queue_embedding(&state, actor, &id).await;
     Ok(created(
         format!("/v1/accounts/{}/knowledge/{}", entry.account_id, entry.id),
         &entry,
@@ -122,9 +126,9 @@ pub async fn update(
 ) -> ApiResult<web::Json<KnowledgeEntry>> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
     let (id, entry_id) = path.into_inner();
-    Ok(web::Json(
-        knowledge::update(&state.db, actor, &id, &entry_id, body.0).await?,
-    ))
+    let entry = knowledge::update(&state.db, actor, &id, &entry_id, body.0).await?;
+    queue_embedding(&state, actor, &id).await;
+    Ok(web::Json(entry))
 }
 
 /// Add a document (plain text or Markdown): it is split into chunks of about 400
@@ -146,6 +150,7 @@ pub async fn create_document(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
     let document = knowledge::create_document(&state.db, actor, &id, body.0).await?;
+    queue_embedding(&state, actor, &id).await;
     Ok(HttpResponse::Created().json(document))
 }
 
@@ -230,6 +235,7 @@ pub async fn import(
             },
         )
         .await?;
+        queue_embedding(&state, actor, &id).await;
         return Ok(HttpResponse::Created().json(document));
     } else {
         return Err(ApiError::UnsupportedMediaType(format!(
@@ -238,7 +244,65 @@ pub async fn import(
         )));
     };
     let report = knowledge::import(&state.db, actor, &id, rows).await?;
+    if report.stored > 0 {
+        queue_embedding(&state, actor, &id).await;
+    }
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// Queues an `embed_knowledge` job for the account's new or changed entries, when hybrid
+/// retrieval is on. The entries are stored already: if the job cannot be queued now, the
+/// next write or `POST …/knowledge/embed` embeds them.
+async fn queue_embedding(state: &AppState, actor: &Actor, account_id: &str) {
+    if state.embedding_model().is_none() {
+        return;
+    }
+    let payload = serde_json::json!(EmbedJob {
+        account_id: account_id.to_owned(),
+        force: false,
+    });
+    if let Err(e) = create_job(state, actor, EMBED_JOB_KIND, payload, None, None).await {
+        tracing::warn!(error = %e, account = account_id, "embedding job not queued");
+    }
+}
+
+/// Embed the account's knowledge entries with the configured embedding model (a job):
+/// those without a vector of that model, or all of them with `force` (after a change of
+/// model). Writes queue this by themselves; call it after changing
+/// `customer_service.embedding_model`.
+#[utoipa::path(
+    tag = "knowledge",
+    params(("id" = String, Path, description = "Account id")),
+    request_body = EmbedRequest,
+    responses(
+        (status = 202, description = "Queued; `Location` names the job", body = Job),
+        (status = 409, description = "No embedding model is configured and served", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+#[post("/accounts/{id}/knowledge/embed")]
+pub async fn embed(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    auth: Auth,
+    id: web::Path<String>,
+    body: Json<EmbedRequest>,
+) -> ApiResult<HttpResponse> {
+    let actor = auth.require(Area::Accounts, Access::Write)?;
+    if !accounts::exists(&state.db, actor, &id).await? {
+        return Err(wxpilot_core::ServiceError::NotFound("official account").into());
+    }
+    if state.embedding_model().is_none() {
+        return Err(ApiError::Conflict(format!(
+            "no embedding model: customer_service.embedding_model is {:?} and the inference backends do not serve it",
+            state.settings.customer_service.embedding_model
+        )));
+    }
+    let payload = serde_json::json!(EmbedJob {
+        account_id: id.into_inner(),
+        force: body.0.force,
+    });
+    accept_job(&state, &req, actor, EMBED_JOB_KIND, payload).await
 }
 
 /// The text of a Markdown document's first heading, as its title.

@@ -99,6 +99,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(knowledge::create)
                 .service(knowledge::list)
                 .service(knowledge::import)
+                .service(knowledge::embed)
                 .service(knowledge::create_document)
                 .service(knowledge::delete_document)
                 .service(knowledge::get)

@@ -349,7 +349,8 @@ async fn text_reply(
     } else if follower.bot_paused_until.is_some_and(|t| t > now) {
         None
     } else {
-        match answers::fast_answer(db, &account.id, content).await? {
+        let query = embed_question(state, content).await;
+        match answers::fast_answer(db, &account.id, content, query.as_ref()).await? {
             FastAnswer::Rule(reply) | FastAnswer::Faq(reply) => Some(reply),
             FastAnswer::Llm(_) => {
                 queue_reply(state, account, openid, content, message_id, delivery_key).await?;
@@ -364,6 +365,34 @@ async fn text_reply(
             .await?;
     }
     Ok(reply)
+}
+
+/// The question's embedding for hybrid retrieval, when an embedding model is configured
+/// and answers within `customer_service.query_embedding_timeout_ms`; `None` (BM25 alone)
+/// otherwise, so a slow or missing model never costs the follower the passive answer.
+async fn embed_question(state: &AppState, content: &str) -> Option<answers::QueryEmbedding> {
+    let model = state.embedding_model()?.to_owned();
+    let embedder = state.embedder.as_ref()?;
+    let budget = Duration::from_millis(state.settings.customer_service.query_embedding_timeout_ms);
+    let request = wxpilot_inference::EmbedRequest {
+        texts: vec![content.to_owned()],
+        kind: wxpilot_inference::EmbedKind::Query,
+        model: Some(model.clone()),
+    };
+    match tokio::time::timeout(budget, embedder.embed(request)).await {
+        Ok(Ok(answer)) => Some(answers::QueryEmbedding {
+            model,
+            vector: answer.vectors.into_iter().next()?,
+        }),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "question not embedded; BM25 alone");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("question embedding too slow; BM25 alone");
+            None
+        }
+    }
 }
 
 /// The passive reply from a kept answer and a new one, and what must wait for the next

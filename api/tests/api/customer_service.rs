@@ -440,3 +440,85 @@ async fn documents_ground_answers_and_edits_apply_at_once(backend: Backend) {
     assert_eq!(b.says("几点开门").await.as_deref(), Some("早上七点半。"));
 }
 both_backends!(documents_ground_answers_and_edits_apply_at_once);
+
+/// With an embedding model, entries are embedded by a job the write queued, and the
+/// question's vector retrieves a passage that shares no word with it: the model's prompt is
+/// grounded in it. An unrelated vector retrieves nothing.
+async fn embeddings_retrieve_what_words_miss(backend: Backend) {
+    use wxpilot_inference::testing::ScriptedEmbedding;
+    let model = ScriptedBackend::new("local")
+        .with_models("scripted-chat", "multilingual-e5-small")
+        .reply(ANSWER)
+        .reply(ANSWER);
+    let near = vec![0.99, 0.1, 0.0, 0.0];
+    let far = vec![0.0, 0.0, 1.0, 0.0];
+    for vectors in [
+        vec![vec![1.0, 0.0, 0.0, 0.0]],
+        vec![near.clone()],
+        vec![near.clone()],
+        vec![far.clone()],
+        vec![far.clone()],
+    ] {
+        model.push_embedding(ScriptedEmbedding::Vectors(vectors));
+    }
+    let b = bot(backend, true, model).await;
+    let res = b
+        .app
+        .post(
+            &format!("/v1/accounts/{}/knowledge/documents", b.account),
+            &b.key,
+            &json!({"title": "饮品说明", "text": "所有门店的拿铁都可以免费换成燕麦奶或豆奶。"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // The write queued the embedding job; wait for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs: Value = b
+            .app
+            .get("/v1/jobs?kind=embed_knowledge", &b.key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if jobs["items"][0]["status"] == "succeeded" {
+            assert_eq!(jobs["items"][0]["result"]["embedded"], 1, "{jobs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no embedding: {jobs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let entries: Value = b
+        .app
+        .get(&format!("/v1/accounts/{}/knowledge", b.account), &b.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(entries["items"].as_array().unwrap().len(), 1);
+
+    assert_eq!(b.says("有没有不含乳糖的选择？").await, None);
+    b.until_sent(1).await;
+    let prompt = &b.model.requests()[0].messages[0].content;
+    assert!(
+        prompt.contains("燕麦奶"),
+        "grounded by the vector: {prompt}"
+    );
+
+    assert_eq!(b.says("明天会下雨吗？").await, None);
+    b.until_sent(2).await;
+    let prompt = &b.model.requests()[1].messages[0].content;
+    assert!(
+        !prompt.contains("燕麦奶"),
+        "an unrelated question: {prompt}"
+    );
+    // Two questions, each embedded by the callback and by the reply job, after the entry.
+    assert_eq!(b.model.embed_calls(), 5);
+}
+both_backends!(embeddings_retrieve_what_words_miss);

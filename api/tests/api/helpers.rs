@@ -155,19 +155,22 @@ async fn spawn(
     let queue = wxpilot_worker::JobQueue::connect(&settings, &db)
         .await
         .expect("queue");
-    let deps = Deps {
+    let mut deps = Deps {
         db: db.clone(),
         secrets: Arc::new(SecretBox::new(master, Vec::new())),
         queue,
+        embedder: None,
     };
     let shutdown = CancellationToken::new();
-    let worker = with_worker.then(|| {
-        // No model files are loaded unless a test asks for them.
-        let services = match make_services {
-            Some(make) => make(&settings, deps.secrets.clone()),
-            None => wxpilot_worker::Services::without_models(&settings, deps.secrets.clone())
-                .expect("services"),
-        };
+    // No model files are loaded unless a test asks for them.
+    let services = with_worker.then(|| match make_services {
+        Some(make) => make(&settings, deps.secrets.clone()),
+        None => wxpilot_worker::Services::without_models(&settings, deps.secrets.clone())
+            .expect("services"),
+    });
+    // The callback embeds questions with the worker's models, as `serve` does.
+    deps.embedder = services.as_ref().map(|s| s.inference.for_kind("reply"));
+    let worker = services.map(|services| {
         tokio::spawn(wxpilot_worker::run_with(
             Arc::new(settings.clone()),
             deps.db.clone(),
@@ -214,6 +217,7 @@ impl TestApp {
             db,
             secrets: Arc::new(SecretBox::new(master, Vec::new())),
             queue,
+            embedder: None,
         };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let app = Application::build_with(settings, deps, listener).expect("build app");

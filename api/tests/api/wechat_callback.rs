@@ -107,6 +107,8 @@ async fn add_faq(app: &TestApp, tenant_id: &str, account_id: &str, q: &str, a: &
         document_id: Set(None),
         heading: Set(None),
         ordinal: Set(None),
+        embedding: Set(None),
+        embedding_model: Set(None),
         created_at: Set(Utc::now()),
         updated_at: Set(Utc::now()),
     }

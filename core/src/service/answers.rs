@@ -31,19 +31,46 @@ pub enum FastAnswer {
     Llm(Vec<GroundingPassage>),
 }
 
-/// Rules first, then the FAQ, else the passages for the model.
+/// A follower's question embedded by the knowledge base's embedding model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryEmbedding {
+    /// The model (entries embedded by another model are not compared).
+    pub model: String,
+    /// The question's vector.
+    pub vector: Vec<f32>,
+}
+
+/// The blend of lexical and semantic scores suited to `model`: E5-family cosines crowd
+/// high, so their scale starts higher.
+fn hybrid_config(model: &str) -> HybridConfig {
+    if model.to_ascii_lowercase().contains("e5") {
+        HybridConfig::e5_family()
+    } else {
+        HybridConfig::default()
+    }
+}
+
+/// Rules first, then the FAQ, else the passages for the model. With `query`, retrieval is
+/// hybrid over the entries embedded by its model (BM25 alone without it, or when the
+/// vectors do not fit).
 pub async fn fast_answer<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
     content: &str,
+    query: Option<&QueryEmbedding>,
 ) -> ServiceResult<FastAnswer> {
     let rules = load_rules(db, account_id).await?;
     if let Some(rule) = rules.first_match(content) {
         return Ok(FastAnswer::Rule(rule.reply.clone()));
     }
-    let index = knowledge_index(db, account_id).await?;
+    let model = query.map(|q| q.model.as_str());
+    let index = knowledge_index(db, account_id, model).await?;
+    let config = model.map(hybrid_config).unwrap_or_default();
+    let vector = query
+        .map(|q| q.vector.as_slice())
+        .filter(|v| index.dimension() == Some(v.len()));
     let hits = index
-        .search(content, None, TOP_K, &HybridConfig::default())
+        .search(content, vector, TOP_K, &config)
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
     Ok(match decide(&hits, &DecisionPolicy::default()) {
         ReplyDecision::FaqAnswer { answer, .. } => FastAnswer::Faq(answer.to_owned()),
@@ -87,11 +114,14 @@ pub fn rule_kind(stored: &str) -> Option<MatchKind> {
 /// the latest `updated_at` when one is edited.
 type KnowledgeFingerprint = (i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>);
 
-/// Built indexes per account, rebuilt when the fingerprint moves.
 /// A built index and the fingerprint it was built at.
 type CachedIndex = (KnowledgeFingerprint, Arc<KnowledgeIndex>);
 
-static KNOWLEDGE_CACHE: LazyLock<Mutex<HashMap<String, CachedIndex>>> =
+/// An account and the embedding model whose vectors an index holds.
+type IndexKey = (String, Option<String>);
+
+/// Built indexes per account and embedding model, rebuilt when the fingerprint moves.
+static KNOWLEDGE_CACHE: LazyLock<Mutex<HashMap<IndexKey, CachedIndex>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 async fn knowledge_fingerprint<C: ConnectionTrait>(
@@ -110,36 +140,56 @@ async fn knowledge_fingerprint<C: ConnectionTrait>(
     Ok(row.unwrap_or((0, None, None)))
 }
 
-/// The account's knowledge base (FAQ pairs and document chunks) as a BM25 index, from the
-/// in-process cache unless the entries changed since it was built.
+/// The account's knowledge base (FAQ pairs and document chunks) as a BM25 index with the
+/// vectors `model` made, from the in-process cache unless the entries changed since it was
+/// built.
 pub async fn knowledge_index<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
+    model: Option<&str>,
 ) -> ServiceResult<Arc<KnowledgeIndex>> {
     let fingerprint = knowledge_fingerprint(db, account_id).await?;
+    let key = (account_id.to_owned(), model.map(str::to_owned));
     if let Ok(cache) = KNOWLEDGE_CACHE.lock()
-        && let Some((cached, index)) = cache.get(account_id)
+        && let Some((cached, index)) = cache.get(&key)
         && *cached == fingerprint
     {
         return Ok(Arc::clone(index));
     }
-    let index = Arc::new(build_knowledge(db, account_id).await?);
+    let index = Arc::new(build_knowledge(db, account_id, model).await?);
     if let Ok(mut cache) = KNOWLEDGE_CACHE.lock() {
-        cache.insert(account_id.to_owned(), (fingerprint, Arc::clone(&index)));
+        cache.insert(key, (fingerprint, Arc::clone(&index)));
     }
     Ok(index)
+}
+
+/// An entry's stored vector when `model` made it and it is usable.
+fn stored_vector(row: &knowledge_entry::Model, model: Option<&str>) -> Option<Vec<f32>> {
+    let model = model?;
+    if row.embedding_model.as_deref() != Some(model) {
+        return None;
+    }
+    let vector: Vec<f32> = serde_json::from_value(row.embedding.clone()?).ok()?;
+    let usable = vector.iter().all(|x| x.is_finite()) && vector.iter().any(|x| *x != 0.0);
+    usable.then_some(vector)
 }
 
 async fn build_knowledge<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
+    model: Option<&str>,
 ) -> ServiceResult<KnowledgeIndex> {
     let rows = knowledge_entry::Entity::find()
         .filter(knowledge_entry::Column::AccountId.eq(account_id))
         .order_by_asc(knowledge_entry::Column::Id)
         .all(db)
         .await?;
+    // Vectors of one dimension only: the first one fixes it (a model whose output size
+    // changed under the same name would otherwise make the build fail).
+    let mut dimension = None;
     let entries = rows.into_iter().filter_map(|r| {
+        let vector =
+            stored_vector(&r, model).filter(|v| *dimension.get_or_insert(v.len()) == v.len());
         let content = match (r.kind.as_str(), r.document_id) {
             ("faq", _) => EntryContent::Faq(FaqEntry {
                 question: r.question,
@@ -155,7 +205,7 @@ async fn build_knowledge<C: ConnectionTrait>(
             }),
             _ => return None,
         };
-        Some((KnowledgeEntry { id: r.id, content }, None))
+        Some((KnowledgeEntry { id: r.id, content }, vector))
     });
     KnowledgeIndex::build(entries).map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, ModelTrait,
-    QueryFilter, QuerySelect, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -186,6 +186,8 @@ fn new_row(
         document_id: Set(document_id),
         heading: Set(heading),
         ordinal: Set(ordinal),
+        embedding: Set(None),
+        embedding_model: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -256,6 +258,9 @@ pub async fn update(
         row.alternatives = Set(json!(alternatives));
         changed.push("alternatives");
     }
+    // The old vector no longer describes the text: the next embedding job makes a new one.
+    row.embedding = Set(None);
+    row.embedding_model = Set(None);
     row.updated_at = Set(edit_time(&txn, actor, account_id).await?);
     let saved = row.update(&txn).await?;
     audit::record(
@@ -432,6 +437,114 @@ pub async fn import(
     .await?;
     txn.commit().await?;
     Ok(UploadReport { stored, rejected })
+}
+
+/// The job kind that embeds an account's knowledge entries.
+pub const EMBED_JOB_KIND: &str = "embed_knowledge";
+
+/// What the `embed_knowledge` job is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedRequest {
+    /// Re-embed every entry, not only those without a vector of the configured model.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The `embed_knowledge` job's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedJob {
+    /// The account.
+    pub account_id: String,
+    /// Re-embed everything.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The text an entry is embedded from, and whether it is embedded as a question (FAQ
+/// questions are matched question to question) rather than as a passage.
+pub fn embedding_text(entry: &knowledge_entry::Model) -> (String, bool) {
+    if entry.kind == FAQ {
+        let alternatives: Vec<String> =
+            serde_json::from_value(entry.alternatives.clone()).unwrap_or_default();
+        let mut text = entry.question.clone();
+        for alt in alternatives {
+            text.push('\n');
+            text.push_str(&alt);
+        }
+        (text, true)
+    } else {
+        let mut text = entry.question.clone();
+        if let Some(heading) = &entry.heading {
+            text.push('\n');
+            text.push_str(heading);
+        }
+        text.push('\n');
+        text.push_str(&entry.answer);
+        (text, false)
+    }
+}
+
+/// The account's entries without a vector of `model` (every entry with `force`), oldest
+/// first.
+pub async fn entries_to_embed<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: &str,
+    account_id: &str,
+    model: &str,
+    force: bool,
+) -> ServiceResult<Vec<knowledge_entry::Model>> {
+    let mut query = knowledge_entry::Entity::find()
+        .filter(knowledge_entry::Column::TenantId.eq(tenant_id))
+        .filter(knowledge_entry::Column::AccountId.eq(account_id));
+    if !force {
+        query = query.filter(
+            sea_orm::Condition::any()
+                .add(knowledge_entry::Column::EmbeddingModel.is_null())
+                .add(knowledge_entry::Column::EmbeddingModel.ne(model)),
+        );
+    }
+    Ok(query
+        .order_by_asc(knowledge_entry::Column::Id)
+        .all(conn)
+        .await?)
+}
+
+/// Stores an entry's vector unless its text changed since it was read (`read_at`, its
+/// `updated_at` then): a vector of the old text would be wrong. Moves `updated_at` so that
+/// every replica's cached index picks the vector up.
+pub async fn save_embedding(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    entry: &knowledge_entry::Model,
+    model: &str,
+    vector: &[f32],
+) -> ServiceResult<bool> {
+    let actor = Actor::system(tenant_id);
+    let txn = crate::db::begin_write(db).await?;
+    let now = edit_time(&txn, &actor, &entry.account_id).await?;
+    let saved = knowledge_entry::Entity::update_many()
+        .col_expr(
+            knowledge_entry::Column::Embedding,
+            sea_orm::sea_query::Expr::value(json!(vector)),
+        )
+        .col_expr(
+            knowledge_entry::Column::EmbeddingModel,
+            sea_orm::sea_query::Expr::value(model.to_owned()),
+        )
+        .col_expr(
+            knowledge_entry::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(knowledge_entry::Column::TenantId.eq(tenant_id))
+        .filter(knowledge_entry::Column::Id.eq(&entry.id))
+        .filter(knowledge_entry::Column::UpdatedAt.eq(entry.updated_at))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    txn.commit().await?;
+    Ok(saved == 1)
 }
 
 /// FAQ pairs from JSON lines, one [`NewKnowledgeEntry`] object per line (blank lines skipped;

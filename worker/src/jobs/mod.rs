@@ -4,6 +4,7 @@ use wxpilot_wechat::client::ApiError;
 
 use crate::runtime::JobError;
 
+pub mod embed_knowledge;
 pub mod forecast;
 pub mod generate;
 pub mod ping;
