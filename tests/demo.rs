@@ -92,7 +92,7 @@ fn the_demo_runs_every_step_with_real_values() {
     let exchanges = wechat["exchanges"].as_array().unwrap();
     let faq = exchanges
         .iter()
-        .find(|e| e["sent"] == "请问怎么退货？")
+        .find(|e| e["sent"] == "请问买错了可以退货吗？")
         .unwrap();
     assert!(
         faq["passive_reply"].as_str().unwrap().contains("七天内"),
