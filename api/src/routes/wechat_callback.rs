@@ -349,8 +349,9 @@ async fn text_reply(
     } else if follower.bot_paused_until.is_some_and(|t| t > now) {
         None
     } else {
-        let query = embed_question(state, content).await;
-        match answers::fast_answer(db, &account.id, content, query.as_ref()).await? {
+        match answers::fast_answer(db, &account.id, content, || embed_question(state, content))
+            .await?
+        {
             FastAnswer::Rule(reply) | FastAnswer::Faq(reply) => Some(reply),
             FastAnswer::Llm(_) => {
                 queue_reply(state, account, openid, content, message_id, delivery_key).await?;

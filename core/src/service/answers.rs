@@ -50,27 +50,55 @@ fn hybrid_config(model: &str) -> HybridConfig {
     }
 }
 
-/// Rules first, then the FAQ, else the passages for the model. With `query`, retrieval is
-/// hybrid over the entries embedded by its model (BM25 alone without it, or when the
-/// vectors do not fit).
-pub async fn fast_answer<C: ConnectionTrait>(
+/// Rules first, then the FAQ, else the passages for the model. The FAQ is tried by BM25
+/// first: a confident lexical match needs no vector and costs no model call. Otherwise
+/// `embed` is asked for the question's vector and retrieval is hybrid over the entries its
+/// model embedded (BM25 alone when it gives none, or vectors that do not fit).
+pub async fn fast_answer<C, E, F>(
     db: &C,
     account_id: &str,
     content: &str,
-    query: Option<&QueryEmbedding>,
-) -> ServiceResult<FastAnswer> {
+    embed: E,
+) -> ServiceResult<FastAnswer>
+where
+    C: ConnectionTrait,
+    E: FnOnce() -> F,
+    F: std::future::Future<Output = Option<QueryEmbedding>>,
+{
     let rules = load_rules(db, account_id).await?;
     if let Some(rule) = rules.first_match(content) {
         return Ok(FastAnswer::Rule(rule.reply.clone()));
     }
-    let model = query.map(|q| q.model.as_str());
-    let index = knowledge_index(db, account_id, model).await?;
-    let config = model.map(hybrid_config).unwrap_or_default();
-    let vector = query
-        .map(|q| q.vector.as_slice())
-        .filter(|v| index.dimension() == Some(v.len()));
+    let fingerprint = knowledge_fingerprint(db, account_id).await?;
+    let lexical = cached_index(db, account_id, None, &fingerprint).await?;
+    let decision = answer_from(&lexical, content, None, &HybridConfig::default())?;
+    if lexical.is_empty() || matches!(decision, FastAnswer::Faq(_)) {
+        return Ok(decision);
+    }
+    let Some(query) = embed().await else {
+        return Ok(decision);
+    };
+    let index = cached_index(db, account_id, Some(&query.model), &fingerprint).await?;
+    if index.dimension() != Some(query.vector.len()) {
+        return Ok(decision);
+    }
+    answer_from(
+        &index,
+        content,
+        Some(&query.vector),
+        &hybrid_config(&query.model),
+    )
+}
+
+/// The decision on `content` over `index`.
+fn answer_from(
+    index: &KnowledgeIndex,
+    content: &str,
+    vector: Option<&[f32]>,
+    config: &HybridConfig,
+) -> ServiceResult<FastAnswer> {
     let hits = index
-        .search(content, vector, TOP_K, &config)
+        .search(content, vector, TOP_K, config)
         .map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
     Ok(match decide(&hits, &DecisionPolicy::default()) {
         ReplyDecision::FaqAnswer { answer, .. } => FastAnswer::Faq(answer.to_owned()),
@@ -149,16 +177,26 @@ pub async fn knowledge_index<C: ConnectionTrait>(
     model: Option<&str>,
 ) -> ServiceResult<Arc<KnowledgeIndex>> {
     let fingerprint = knowledge_fingerprint(db, account_id).await?;
+    cached_index(db, account_id, model, &fingerprint).await
+}
+
+/// The index of the knowledge base at `fingerprint`: cached, or built now.
+async fn cached_index<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    model: Option<&str>,
+    fingerprint: &KnowledgeFingerprint,
+) -> ServiceResult<Arc<KnowledgeIndex>> {
     let key = (account_id.to_owned(), model.map(str::to_owned));
     if let Ok(cache) = KNOWLEDGE_CACHE.lock()
         && let Some((cached, index)) = cache.get(&key)
-        && *cached == fingerprint
+        && cached == fingerprint
     {
         return Ok(Arc::clone(index));
     }
     let index = Arc::new(build_knowledge(db, account_id, model).await?);
     if let Ok(mut cache) = KNOWLEDGE_CACHE.lock() {
-        cache.insert(key, (fingerprint, Arc::clone(&index)));
+        cache.insert(key, (fingerprint.clone(), Arc::clone(&index)));
     }
     Ok(index)
 }

@@ -137,10 +137,11 @@ async fn model_answer(
 ) -> Result<(Vec<String>, Tokens), JobError> {
     let db = ctx.db();
     let settings = std::sync::Arc::clone(&ctx.services().customer_service);
-    let query = embed_question(ctx, &settings.embedding_model, question).await;
-    let grounding = match answers::fast_answer(db, &job.account_id, question, query.as_ref())
-        .await
-        .map_err(retry)?
+    let grounding = match answers::fast_answer(db, &job.account_id, question, || {
+        embed_question(ctx, &settings.embedding_model, question)
+    })
+    .await
+    .map_err(retry)?
     {
         FastAnswer::Llm(grounding) => grounding,
         // The knowledge changed since the callback: a stored answer is the answer.
