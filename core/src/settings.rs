@@ -459,6 +459,8 @@ pub struct CustomerServiceSettings {
     pub pending_notice: String,
     /// Sent instead when the model's answer is empty or only repeats its prompt.
     pub fallback_reply: String,
+    /// The same for a question without CJK characters.
+    pub fallback_reply_en: String,
     /// The embedding model of hybrid retrieval (knowledge entries and questions); empty
     /// for BM25 alone. A model the inference backends do not serve also means BM25 alone.
     pub embedding_model: String,
@@ -484,6 +486,7 @@ impl Default for CustomerServiceSettings {
             handoff_reply: "已为您转接人工客服，请稍候，客服会尽快回复您。".into(),
             pending_notice: "收到，正在为您查询。答案准备好后，您再发任意一条消息即可看到。".into(),
             fallback_reply: "这个问题我还需要确认一下。您可以回复「人工」，由客服为您解答。".into(),
+            fallback_reply_en: "I need to check this first. Reply 人工 to reach a person.".into(),
             embedding_model: "multilingual-e5-small".into(),
             query_embedding_timeout_ms: 300,
             reply_max_tokens: 256,

@@ -107,7 +107,7 @@ impl Default for PromptConfig {
 /// Whether `text` is written in a CJK script (Han, kana or Hangul): the instructions are
 /// then Chinese, otherwise English, so that a small model answers in the follower's
 /// language instead of the prompt's.
-fn is_cjk_text(text: &str) -> bool {
+pub fn is_cjk_text(text: &str) -> bool {
     text.chars().any(|c| {
         matches!(c as u32,
             0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF)

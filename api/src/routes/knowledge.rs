@@ -305,12 +305,44 @@ pub async fn embed(
     accept_job(&state, &req, actor, EMBED_JOB_KIND, payload).await
 }
 
-/// The text of a Markdown document's first heading, as its title.
+/// The text of a Markdown document's first ATX heading (`#` to `######` and a space),
+/// outside code fences, as its title.
 fn first_heading(text: &str) -> Option<String> {
-    text.lines()
-        .map(str::trim)
-        .find(|l| l.starts_with('#'))
-        .map(|l| l.trim_start_matches('#').trim())
-        .filter(|t| !t.is_empty())
-        .map(|t| t.chars().take(200).collect())
+    let mut fenced = false;
+    for line in text.lines().map(str::trim_start) {
+        if line.starts_with("```") || line.starts_with("~~~") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        let level = line.chars().take_while(|c| *c == '#').count();
+        let rest = &line[level..];
+        if (1..=6).contains(&level) && rest.starts_with([' ', '\t']) && !rest.trim().is_empty() {
+            return Some(
+                rest.trim()
+                    .trim_end_matches('#')
+                    .trim()
+                    .chars()
+                    .take(200)
+                    .collect(),
+            );
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_heading;
+
+    #[test]
+    fn the_title_is_the_first_real_heading() {
+        assert_eq!(
+            first_heading("```sh\n# a comment\n```\n#tag\n####### seven\n## 售后政策 ##\n"),
+            Some("售后政策".to_owned())
+        );
+        assert_eq!(first_heading("no heading\n#\n"), None);
+    }
 }

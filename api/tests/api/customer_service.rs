@@ -522,3 +522,19 @@ async fn embeddings_retrieve_what_words_miss(backend: Backend) {
     assert_eq!(b.model.embed_calls(), 5);
 }
 both_backends!(embeddings_retrieve_what_words_miss);
+
+/// The fallback for an English question is English.
+async fn an_english_question_gets_the_english_fallback(backend: Backend) {
+    let echo = "Answer only from the Knowledge below and invent nothing.";
+    let b = bot(backend, true, ScriptedBackend::new("local").reply(echo)).await;
+    assert_eq!(b.says("Do you have oat milk?").await, None);
+    b.until_sent(1).await;
+    let text = b.sim.sent_messages()[0].content.clone().unwrap();
+    assert_eq!(
+        text,
+        wxpilot_core::Settings::default()
+            .customer_service
+            .fallback_reply_en
+    );
+}
+both_backends!(an_english_question_gets_the_english_fallback);

@@ -234,6 +234,20 @@ async fn bulk_import(app: TestApp) {
     assert_eq!(shipping["alternatives"], json!(["什么时候发货", "几天到"]));
     assert!(all.iter().any(|e| e["answer"] == "上海市\"静安区\""));
 
+    // Importing an edited file again updates the pairs it names instead of duplicating.
+    let count = entries(&app, key, &account).await.len();
+    let again = "question,answer\n多久发货,\"下单后当天发出。\"\n";
+    let res = import(&app, key, &account, "text/csv", again)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["stored"], 1);
+    let all = entries(&app, key, &account).await;
+    assert_eq!(all.len(), count);
+    let shipping = all.iter().find(|e| e["question"] == "多久发货").unwrap();
+    assert_eq!(shipping["answer"], "下单后当天发出。");
+    assert_eq!(shipping["alternatives"], json!([]));
+
     let res = import(&app, key, &account, "text/csv", "q,a\nx,y\n")
         .send()
         .await

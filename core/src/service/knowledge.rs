@@ -387,7 +387,9 @@ pub async fn delete_document(
 pub type ImportRow = Result<(usize, NewKnowledgeEntry), RowError>;
 
 /// Stores the valid FAQ pairs of an import and reports the others by row; nothing is
-/// stored when the account is not the tenant's.
+/// stored when the account is not the tenant's. A pair whose question the account has
+/// already (as an FAQ) replaces that entry's answer and alternatives, so importing an
+/// edited file again updates instead of duplicating.
 pub async fn import(
     db: &DatabaseConnection,
     actor: &Actor,
@@ -402,6 +404,17 @@ pub async fn import(
     }
     let txn = crate::db::begin_write(db).await?;
     require_account(&txn, actor, account_id).await?;
+    let mut existing: std::collections::HashMap<String, knowledge_entry::Model> =
+        knowledge_entry::Entity::find()
+            .filter(knowledge_entry::Column::TenantId.eq(&actor.tenant_id))
+            .filter(knowledge_entry::Column::AccountId.eq(account_id))
+            .filter(knowledge_entry::Column::Kind.eq(FAQ))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|m| (m.question.clone(), m))
+            .collect();
+    let now = edit_time(&txn, actor, account_id).await?;
     let mut stored = 0;
     let mut rejected = Vec::new();
     for row in rows {
@@ -423,7 +436,22 @@ pub async fn import(
             });
             continue;
         }
-        new_row(actor, account_id, entry, None).insert(&txn).await?;
+        match existing.remove(&entry.question) {
+            Some(current) => {
+                let mut row: knowledge_entry::ActiveModel = current.into();
+                row.answer = Set(entry.answer);
+                row.alternatives = Set(json!(entry.alternatives));
+                row.embedding = Set(None);
+                row.embedding_model = Set(None);
+                row.updated_at = Set(now);
+                let saved = row.update(&txn).await?;
+                existing.insert(saved.question.clone(), saved);
+            }
+            None => {
+                let saved = new_row(actor, account_id, entry, None).insert(&txn).await?;
+                existing.insert(saved.question.clone(), saved);
+            }
+        }
         stored += 1;
     }
     audit::record(

@@ -19,7 +19,9 @@ use wxpilot_core::service::conversations::{
 };
 use wxpilot_core::service::{Actor, accounts};
 use wxpilot_inference::{ChatMessage, GenerateParams, GenerateRequest};
-use wxpilot_kb::prompt::{PromptConfig, PromptMessage, Role, build_grounded_prompt, scaffolding};
+use wxpilot_kb::prompt::{
+    PromptConfig, PromptMessage, Role, build_grounded_prompt, is_cjk_text, scaffolding,
+};
 use wxpilot_kb::reply::{drop_prompt_echo, shape_reply};
 use wxpilot_wechat::client::{ApiError, CustomMessage};
 
@@ -208,7 +210,12 @@ async fn model_answer(
             account = %job.account_id,
             "the model's answer was empty or repeated its prompt; sending the fallback reply"
         );
-        return Ok((shape_reply(&settings.fallback_reply), tokens));
+        let fallback = if is_cjk_text(question) {
+            &settings.fallback_reply
+        } else {
+            &settings.fallback_reply_en
+        };
+        return Ok((shape_reply(fallback), tokens));
     }
     Ok((shape_reply(&answer), tokens))
 }
