@@ -90,6 +90,7 @@ impl Application {
             settings: settings.clone(),
             metrics: Metrics::new()?,
             redis,
+            redis_shared: Default::default(),
             queue: deps.queue,
             embedder: deps.embedder,
             logins: Default::default(),

@@ -22,6 +22,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Redis, when the production queue is configured.
     pub redis: Option<redis::Client>,
+    /// One multiplexed Redis connection shared by every request (opened on first use,
+    /// dropped after an error so the next request reconnects).
+    pub redis_shared: std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// The job queue.
     pub queue: wxpilot_worker::JobQueue,
     /// Embeds followers' questions for hybrid retrieval (`None`: BM25 alone).
@@ -33,6 +36,30 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The shared Redis connection, opened now when there is none; `None` without Redis.
+    pub async fn redis_connection(
+        &self,
+    ) -> redis::RedisResult<Option<redis::aio::MultiplexedConnection>> {
+        let Some(client) = &self.redis else {
+            return Ok(None);
+        };
+        if let Some(conn) = self.redis_shared.lock().ok().and_then(|c| c.clone()) {
+            return Ok(Some(conn));
+        }
+        let conn = client.get_multiplexed_async_connection().await?;
+        if let Ok(mut shared) = self.redis_shared.lock() {
+            *shared = Some(conn.clone());
+        }
+        Ok(Some(conn))
+    }
+
+    /// Forgets the shared Redis connection after it failed.
+    pub fn drop_redis_connection(&self) {
+        if let Ok(mut shared) = self.redis_shared.lock() {
+            *shared = None;
+        }
+    }
+
     /// The embedding model of hybrid retrieval, when one is configured and the embedder
     /// serves it; `None` means BM25 alone (and no embedding jobs).
     pub fn embedding_model(&self) -> Option<&str> {

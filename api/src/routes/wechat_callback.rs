@@ -523,17 +523,22 @@ fn inbound_content(message: &InboundMessage) -> String {
 /// True the first time a delivery key is seen: Redis `SET NX EX` when configured (shared
 /// by every replica), else a unique insert into `callback_dedup`.
 async fn first_delivery(state: &AppState, account_id: &str, key: &str) -> anyhow::Result<bool> {
-    if let Some(client) = &state.redis {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let set: Option<String> = redis::cmd("SET")
+    if let Some(mut conn) = state.redis_connection().await? {
+        let set: redis::RedisResult<Option<String>> = redis::cmd("SET")
             .arg(format!("wxpilot:callback:{account_id}:{key}"))
             .arg(1)
             .arg("NX")
             .arg("EX")
             .arg(DEDUP_TTL_SECS)
             .query_async(&mut conn)
-            .await?;
-        return Ok(set.is_some());
+            .await;
+        return match set {
+            Ok(set) => Ok(set.is_some()),
+            Err(e) => {
+                state.drop_redis_connection();
+                Err(e.into())
+            }
+        };
     }
     let row = callback_dedup::ActiveModel {
         id: Set(wxpilot_core::ids::new_id()),
