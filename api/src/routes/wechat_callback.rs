@@ -374,7 +374,9 @@ async fn text_reply(
 async fn embed_question(state: &AppState, content: &str) -> Option<answers::QueryEmbedding> {
     let model = state.embedding_model()?.to_owned();
     let embedder = state.embedder.as_ref()?;
-    let budget = Duration::from_millis(state.settings.customer_service.query_embedding_timeout_ms);
+    let cs = &state.settings.customer_service;
+    // Never more than half the answer budget: the rest is for storing and answering.
+    let budget = Duration::from_millis(cs.query_embedding_timeout_ms.min(cs.answer_budget_ms / 2));
     let request = wxpilot_inference::EmbedRequest {
         texts: vec![content.to_owned()],
         kind: wxpilot_inference::EmbedKind::Query,

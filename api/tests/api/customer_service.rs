@@ -538,3 +538,52 @@ async fn an_english_question_gets_the_english_fallback(backend: Backend) {
     );
 }
 both_backends!(an_english_question_gets_the_english_fallback);
+
+/// A question vector the index cannot use (all zeros) leaves the lexical decision
+/// standing: the question still reaches the model and the follower gets an answer.
+async fn an_unusable_question_vector_falls_back_to_bm25(backend: Backend) {
+    use wxpilot_inference::testing::ScriptedEmbedding;
+    let model = ScriptedBackend::new("local")
+        .with_models("scripted-chat", "multilingual-e5-small")
+        .reply(ANSWER);
+    model.push_embedding(ScriptedEmbedding::Vectors(vec![vec![1.0, 0.0, 0.0, 0.0]]));
+    model.push_embedding(ScriptedEmbedding::Vectors(vec![vec![0.0; 4]]));
+    model.push_embedding(ScriptedEmbedding::Vectors(vec![vec![0.0; 4]]));
+    let b = bot(backend, true, model).await;
+    let res = b
+        .app
+        .post(
+            &format!("/v1/accounts/{}/knowledge", b.account),
+            &b.key,
+            &json!({"question": "几点开门", "answer": "早上七点。"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs: Value = b
+            .app
+            .get("/v1/jobs?kind=embed_knowledge", &b.key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if jobs["items"][0]["status"] == "succeeded" {
+            assert_eq!(jobs["items"][0]["result"]["embedded"], 1, "{jobs}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the entry was not embedded: {jobs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.says("会员积分怎么兑换？").await, None);
+    b.until_sent(1).await;
+    assert_eq!(b.sim.sent_messages()[0].content.as_deref(), Some(ANSWER));
+}
+both_backends!(an_unusable_question_vector_falls_back_to_bm25);

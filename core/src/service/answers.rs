@@ -82,12 +82,14 @@ where
     if index.dimension() != Some(query.vector.len()) {
         return Ok(decision);
     }
-    answer_from(
+    // A vector the index refuses (zero, not finite) leaves the lexical decision standing.
+    Ok(answer_from(
         &index,
         content,
         Some(&query.vector),
         &hybrid_config(&query.model),
     )
+    .unwrap_or(decision))
 }
 
 /// The decision on `content` over `index`.

@@ -409,9 +409,11 @@ pub async fn import(
             .filter(knowledge_entry::Column::TenantId.eq(&actor.tenant_id))
             .filter(knowledge_entry::Column::AccountId.eq(account_id))
             .filter(knowledge_entry::Column::Kind.eq(FAQ))
+            .order_by_desc(knowledge_entry::Column::Id)
             .all(&txn)
             .await?
             .into_iter()
+            // Newest first, so the oldest entry of a question asked twice is the one kept.
             .map(|m| (m.question.clone(), m))
             .collect();
     let now = edit_time(&txn, actor, account_id).await?;
@@ -539,40 +541,46 @@ pub async fn entries_to_embed<C: ConnectionTrait>(
         .await?)
 }
 
-/// Stores an entry's vector unless its text changed since it was read (`read_at`, its
-/// `updated_at` then): a vector of the old text would be wrong. Moves `updated_at` so that
-/// every replica's cached index picks the vector up.
-pub async fn save_embedding(
+/// Stores a batch of entries' vectors, each unless its text changed since it was read (its
+/// `updated_at` then): a vector of the old text would be wrong. One transaction and one new
+/// `updated_at` for the batch, so every replica's cached index picks the vectors up with
+/// one rebuild per batch, not per entry. How many were stored.
+pub async fn save_embeddings(
     db: &DatabaseConnection,
     tenant_id: &str,
-    entry: &knowledge_entry::Model,
+    account_id: &str,
     model: &str,
-    vector: &[f32],
-) -> ServiceResult<bool> {
+    batch: &[(&knowledge_entry::Model, &[f32])],
+) -> ServiceResult<usize> {
     let actor = Actor::system(tenant_id);
     let txn = crate::db::begin_write(db).await?;
-    let now = edit_time(&txn, &actor, &entry.account_id).await?;
-    let saved = knowledge_entry::Entity::update_many()
-        .col_expr(
-            knowledge_entry::Column::Embedding,
-            sea_orm::sea_query::Expr::value(json!(vector)),
-        )
-        .col_expr(
-            knowledge_entry::Column::EmbeddingModel,
-            sea_orm::sea_query::Expr::value(model.to_owned()),
-        )
-        .col_expr(
-            knowledge_entry::Column::UpdatedAt,
-            sea_orm::sea_query::Expr::value(now),
-        )
-        .filter(knowledge_entry::Column::TenantId.eq(tenant_id))
-        .filter(knowledge_entry::Column::Id.eq(&entry.id))
-        .filter(knowledge_entry::Column::UpdatedAt.eq(entry.updated_at))
-        .exec(&txn)
-        .await?
-        .rows_affected;
+    let now = edit_time(&txn, &actor, account_id).await?;
+    let mut saved = 0;
+    for (entry, vector) in batch {
+        let rows = knowledge_entry::Entity::update_many()
+            .col_expr(
+                knowledge_entry::Column::Embedding,
+                sea_orm::sea_query::Expr::value(json!(vector)),
+            )
+            .col_expr(
+                knowledge_entry::Column::EmbeddingModel,
+                sea_orm::sea_query::Expr::value(model.to_owned()),
+            )
+            .col_expr(
+                knowledge_entry::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
+            .filter(knowledge_entry::Column::TenantId.eq(tenant_id))
+            .filter(knowledge_entry::Column::AccountId.eq(account_id))
+            .filter(knowledge_entry::Column::Id.eq(&entry.id))
+            .filter(knowledge_entry::Column::UpdatedAt.eq(entry.updated_at))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        saved += usize::from(rows == 1);
+    }
     txn.commit().await?;
-    Ok(saved == 1)
+    Ok(saved)
 }
 
 /// FAQ pairs from JSON lines, one [`NewKnowledgeEntry`] object per line (blank lines skipped;

@@ -6,6 +6,7 @@
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use wxpilot_core::jobs::KindPolicy;
+use wxpilot_core::service::conversations::REPLY_JOB_KIND;
 use wxpilot_core::service::knowledge::{self, EMBED_JOB_KIND, EmbedJob};
 use wxpilot_inference::{EmbedKind, EmbedRequest};
 
@@ -58,7 +59,9 @@ async fn embed(ctx: &JobContext, job: &EmbedJob) -> Result<JobOutput, JobError> 
             .await
             .map_err(|e| JobError::Retryable(format!("reading the knowledge base: {e}")))?;
     let total = entries.len();
-    let backend = ctx.services().inference.for_kind(EMBED_JOB_KIND);
+    // Entries and questions must be embedded by the same backend: the questions are
+    // embedded on the `reply` route (callback and reply job), so the entries are too.
+    let backend = ctx.services().inference.for_kind(REPLY_JOB_KIND);
     let (mut embedded, mut changed) = (0usize, 0usize);
     // FAQ questions are embedded as queries (matched question to question), chunks as
     // passages: one request per kind and batch.
@@ -95,17 +98,22 @@ async fn embed(ctx: &JobContext, job: &EmbedJob) -> Result<JobOutput, JobError> 
                     batch.len()
                 )));
             }
-            for (entry, vector) in batch.iter().zip(&answer.vectors) {
-                let saved =
-                    knowledge::save_embedding(ctx.db(), &ctx.tenant_id, entry, &model, vector)
-                        .await
-                        .map_err(|e| JobError::Retryable(format!("storing a vector: {e}")))?;
-                if saved {
-                    embedded += 1;
-                } else {
-                    changed += 1;
-                }
-            }
+            let pairs: Vec<(&_, &[f32])> = batch
+                .iter()
+                .copied()
+                .zip(answer.vectors.iter().map(Vec::as_slice))
+                .collect();
+            let saved = knowledge::save_embeddings(
+                ctx.db(),
+                &ctx.tenant_id,
+                &job.account_id,
+                &model,
+                &pairs,
+            )
+            .await
+            .map_err(|e| JobError::Retryable(format!("storing vectors: {e}")))?;
+            embedded += saved;
+            changed += batch.len() - saved;
             let done = embedded + changed;
             let percent = u8::try_from(done * 100 / total.max(1)).unwrap_or(100);
             ctx.progress(percent, &format!("{done} of {total} entries"))
