@@ -120,14 +120,27 @@ pub async fn prepare<C: ConnectionTrait>(
         )));
     }
     let existing = find(conn, &actor.tenant_id, id).await?;
-    if let Some(existing) = &existing
-        && existing.status != status::FAILED
-    {
-        return Err(ServiceError::Conflict(format!(
-            "this content is {} already (job {})",
-            existing.status, existing.job_id
-        )));
-    }
+    // Being published: the same request again answers the job doing it (its key), however
+    // far that job has got; published: refused.
+    let in_progress_key = match &existing {
+        Some(e) if e.status == status::PUBLISHED => {
+            return Err(ServiceError::Conflict(format!(
+                "this content is published already (job {})",
+                e.job_id
+            )));
+        }
+        Some(e) if e.status != status::FAILED => Some(
+            job_key(conn, &actor.tenant_id, &e.job_id)
+                .await?
+                .ok_or_else(|| {
+                    ServiceError::Conflict(format!(
+                        "this content is {} already (job {})",
+                        e.status, e.job_id
+                    ))
+                })?,
+        ),
+        _ => None,
+    };
     if content.state != contents::state::APPROVED {
         return Err(ServiceError::Conflict(format!(
             "a content in state {} cannot be published: approve it first",
@@ -145,12 +158,13 @@ pub async fn prepare<C: ConnectionTrait>(
         return Err(ServiceError::field("cover_url", "must be an http(s) URL"));
     }
     // One job per content version; after a failed publication, one more per failure.
-    let key = match &existing {
-        Some(failed) => format!(
+    let key = match (in_progress_key, &existing) {
+        (Some(key), _) => key,
+        (None, Some(failed)) => format!(
             "publish:{}:{}:after:{}",
             content.id, content.current_version, failed.job_id
         ),
-        None => format!("publish:{}:{}", content.id, content.current_version),
+        (None, None) => format!("publish:{}:{}", content.id, content.current_version),
     };
     Ok((
         PublishJob {
@@ -160,6 +174,19 @@ pub async fn prepare<C: ConnectionTrait>(
         },
         key,
     ))
+}
+
+/// The idempotency key job `job_id` was created with.
+async fn job_key<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: &str,
+    job_id: &str,
+) -> ServiceResult<Option<String>> {
+    Ok(wxpilot_entity::job::Entity::find_by_id(job_id.to_owned())
+        .filter(wxpilot_entity::job::Column::TenantId.eq(tenant_id))
+        .one(conn)
+        .await?
+        .and_then(|j| j.idempotency_key))
 }
 
 async fn find<C: ConnectionTrait>(
