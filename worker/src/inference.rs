@@ -218,6 +218,34 @@ pub async fn serve(settings: &InferenceSettings) -> anyhow::Result<()> {
         .context("inference server failed")
 }
 
+/// A follower's question embedded by `model` on `backend` for hybrid knowledge retrieval;
+/// `None` (BM25 alone) when no model is configured or it does not answer. Shared by the
+/// callback (under its time budget) and the `reply` job.
+pub async fn embed_question(
+    backend: &dyn Backend,
+    model: &str,
+    question: &str,
+) -> Option<wxpilot_core::service::answers::QueryEmbedding> {
+    if model.is_empty() {
+        return None;
+    }
+    let request = wxpilot_inference::EmbedRequest {
+        texts: vec![question.to_owned()],
+        kind: wxpilot_inference::EmbedKind::Query,
+        model: Some(model.to_owned()),
+    };
+    match backend.embed(request).await {
+        Ok(answer) => Some(wxpilot_core::service::answers::QueryEmbedding {
+            model: model.to_owned(),
+            vector: answer.vectors.into_iter().next()?,
+        }),
+        Err(error) => {
+            tracing::debug!(%error, "question not embedded; BM25 alone");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

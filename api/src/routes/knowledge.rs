@@ -8,7 +8,7 @@ use wxpilot_core::service::knowledge::{
     NewDocument, NewKnowledgeEntry,
 };
 use wxpilot_core::service::metrics::UploadReport;
-use wxpilot_core::service::{Access, Actor, Area, Page, PageRequest, accounts};
+use wxpilot_core::service::{Access, Actor, Area, Page, PageRequest};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
@@ -209,9 +209,7 @@ pub async fn import(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
     // Another tenant's account is a 404 whatever the body holds.
-    if !accounts::exists(&state.db, actor, &id).await? {
-        return Err(wxpilot_core::ServiceError::NotFound("official account").into());
-    }
+    knowledge::require_account(&state.db, actor, &id).await?;
     let kind = media_type(&req);
     let text =
         std::str::from_utf8(&body.0).map_err(|_| ApiError::field("body", "must be UTF-8 text"))?;
@@ -289,9 +287,7 @@ pub async fn embed(
     body: Json<EmbedRequest>,
 ) -> ApiResult<HttpResponse> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
-    if !accounts::exists(&state.db, actor, &id).await? {
-        return Err(wxpilot_core::ServiceError::NotFound("official account").into());
-    }
+    knowledge::require_account(&state.db, actor, &id).await?;
     if state.embedding_model().is_none() {
         return Err(ApiError::Conflict(format!(
             "no embedding model: customer_service.embedding_model is {:?} and the inference backends do not serve it",

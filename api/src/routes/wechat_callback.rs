@@ -372,30 +372,18 @@ async fn text_reply(
 /// and answers within `customer_service.query_embedding_timeout_ms`; `None` (BM25 alone)
 /// otherwise, so a slow or missing model never costs the follower the passive answer.
 async fn embed_question(state: &AppState, content: &str) -> Option<answers::QueryEmbedding> {
-    let model = state.embedding_model()?.to_owned();
+    let model = state.embedding_model()?;
     let embedder = state.embedder.as_ref()?;
     let cs = &state.settings.customer_service;
     // Never more than half the answer budget: the rest is for storing and answering.
     let budget = Duration::from_millis(cs.query_embedding_timeout_ms.min(cs.answer_budget_ms / 2));
-    let request = wxpilot_inference::EmbedRequest {
-        texts: vec![content.to_owned()],
-        kind: wxpilot_inference::EmbedKind::Query,
-        model: Some(model.clone()),
-    };
-    match tokio::time::timeout(budget, embedder.embed(request)).await {
-        Ok(Ok(answer)) => Some(answers::QueryEmbedding {
-            model,
-            vector: answer.vectors.into_iter().next()?,
-        }),
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "question not embedded; BM25 alone");
-            None
-        }
-        Err(_) => {
+    let embedding = wxpilot_worker::inference::embed_question(embedder.as_ref(), model, content);
+    tokio::time::timeout(budget, embedding)
+        .await
+        .unwrap_or_else(|_| {
             tracing::debug!("question embedding too slow; BM25 alone");
             None
-        }
-    }
+        })
 }
 
 /// The passive reply from a kept answer and a new one, and what must wait for the next

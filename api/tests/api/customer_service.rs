@@ -133,6 +133,27 @@ impl Bot {
         }
     }
 
+    /// Waits for the first `embed_knowledge` job to succeed; its result.
+    async fn until_embedded(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let jobs: Value = self
+                .app
+                .get("/v1/jobs?kind=embed_knowledge", &self.key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if jobs["items"][0]["status"] == "succeeded" {
+                return jobs["items"][0]["result"].clone();
+            }
+            assert!(Instant::now() < deadline, "no embedding: {jobs}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn until_sent(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.sim.sent_messages().len() < n {
@@ -474,24 +495,7 @@ async fn embeddings_retrieve_what_words_miss(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 201);
     // The write queued the embedding job; wait for it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let jobs: Value = b
-            .app
-            .get("/v1/jobs?kind=embed_knowledge", &b.key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if jobs["items"][0]["status"] == "succeeded" {
-            assert_eq!(jobs["items"][0]["result"]["embedded"], 1, "{jobs}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no embedding: {jobs}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(b.until_embedded().await["embedded"], 1);
     let entries: Value = b
         .app
         .get(&format!("/v1/accounts/{}/knowledge", b.account), &b.key)
@@ -561,27 +565,7 @@ async fn an_unusable_question_vector_falls_back_to_bm25(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let jobs: Value = b
-            .app
-            .get("/v1/jobs?kind=embed_knowledge", &b.key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if jobs["items"][0]["status"] == "succeeded" {
-            assert_eq!(jobs["items"][0]["result"]["embedded"], 1, "{jobs}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the entry was not embedded: {jobs}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(b.until_embedded().await["embedded"], 1);
     assert_eq!(b.says("会员积分怎么兑换？").await, None);
     b.until_sent(1).await;
     assert_eq!(b.sim.sent_messages()[0].content.as_deref(), Some(ANSWER));

@@ -130,7 +130,7 @@ impl From<knowledge_entry::Model> for KnowledgeEntry {
 }
 
 /// Another tenant's account answers exactly like a missing one.
-async fn require_account<C: ConnectionTrait>(
+pub async fn require_account<C: ConnectionTrait>(
     conn: &C,
     actor: &Actor,
     account_id: &str,

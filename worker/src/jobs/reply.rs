@@ -139,8 +139,9 @@ async fn model_answer(
 ) -> Result<(Vec<String>, Tokens), JobError> {
     let db = ctx.db();
     let settings = std::sync::Arc::clone(&ctx.services().customer_service);
+    let embedder = ctx.services().inference.for_kind(REPLY_JOB_KIND);
     let grounding = match answers::fast_answer(db, &job.account_id, question, || {
-        embed_question(ctx, &settings.embedding_model, question)
+        crate::inference::embed_question(embedder.as_ref(), &settings.embedding_model, question)
     })
     .await
     .map_err(retry)?
@@ -218,39 +219,6 @@ async fn model_answer(
         return Ok((shape_reply(fallback), tokens));
     }
     Ok((shape_reply(&answer), tokens))
-}
-
-/// The question's embedding for hybrid retrieval of the grounding; `None` (BM25 alone) when
-/// no model is configured or it does not answer.
-async fn embed_question(
-    ctx: &JobContext,
-    model: &str,
-    question: &str,
-) -> Option<answers::QueryEmbedding> {
-    if model.is_empty() {
-        return None;
-    }
-    let request = wxpilot_inference::EmbedRequest {
-        texts: vec![question.to_owned()],
-        kind: wxpilot_inference::EmbedKind::Query,
-        model: Some(model.to_owned()),
-    };
-    match ctx
-        .services()
-        .inference
-        .for_kind(REPLY_JOB_KIND)
-        .embed(request)
-        .await
-    {
-        Ok(answer) => Some(answers::QueryEmbedding {
-            model: model.to_owned(),
-            vector: answer.vectors.into_iter().next()?,
-        }),
-        Err(error) => {
-            tracing::debug!(%error, "question not embedded; grounding by BM25 alone");
-            None
-        }
-    }
 }
 
 /// Sends the parts from `done` on by the customer-service API.
