@@ -2,6 +2,7 @@
 //! metrics and the OpenAPI document.
 
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod metrics;

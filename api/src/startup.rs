@@ -20,6 +20,9 @@ use crate::extract::BodyLimit;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
+/// Accounts whose callback credentials one api process keeps opened at most.
+const CALLBACK_ACCOUNTS_CACHED: usize = 10_000;
+
 /// A bound, not yet running, API server.
 pub struct Application {
     port: u16,
@@ -83,6 +86,7 @@ impl Application {
             settings.auth.jwt_leeway_secs,
         )?;
         let settings = Arc::new(settings);
+        let intake = wxpilot_worker::JobIntake::spawn(deps.db.clone());
         let state = web::Data::new(AppState {
             db: deps.db,
             secrets: deps.secrets,
@@ -91,12 +95,17 @@ impl Application {
             metrics: Metrics::new()?,
             redis,
             redis_shared: Default::default(),
+            intake,
             queue: deps.queue,
             embedder: deps.embedder,
             logins: Default::default(),
             callbacks: crate::ratelimit::RateLimiter::new(
                 settings.customer_service.callback_rate_per_sec,
                 settings.customer_service.callback_burst,
+            ),
+            callback_accounts: crate::cache::TtlCache::new(
+                std::time::Duration::from_secs(settings.customer_service.account_cache_secs),
+                CALLBACK_ACCOUNTS_CACHED,
             ),
         });
         let port = listener.local_addr()?.port();

@@ -27,12 +27,17 @@ pub struct AppState {
     pub redis_shared: std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// The job queue.
     pub queue: wxpilot_worker::JobQueue,
+    /// Writes new job records, batching concurrent requests into one transaction.
+    pub intake: wxpilot_worker::JobIntake,
     /// Embeds followers' questions for hybrid retrieval (`None`: BM25 alone).
     pub embedder: Option<Arc<dyn wxpilot_inference::Backend>>,
     /// Failed password sign-ins.
     pub logins: crate::ratelimit::LoginLimiter,
     /// WeChat callback requests per account.
     pub callbacks: crate::ratelimit::RateLimiter,
+    /// Accounts' opened callback credentials by account id; routes that change or delete
+    /// an account drop its entry.
+    pub callback_accounts: crate::cache::TtlCache<crate::routes::wechat_callback::CallbackAccount>,
 }
 
 impl AppState {

@@ -475,6 +475,11 @@ pub struct CustomerServiceSettings {
     pub callback_rate_per_sec: u32,
     /// The burst allowed above that rate.
     pub callback_burst: u32,
+    /// Seconds an api process keeps an account's opened callback credentials (token, key,
+    /// welcome message) instead of reading them for every message. Edits made through the
+    /// same process apply at once, edits through another replica within this time; 0
+    /// reads them every time.
+    pub account_cache_secs: u64,
 }
 
 impl Default for CustomerServiceSettings {
@@ -493,6 +498,7 @@ impl Default for CustomerServiceSettings {
             history_messages: 6,
             callback_rate_per_sec: 200,
             callback_burst: 400,
+            account_cache_secs: 5,
         }
     }
 }

@@ -136,28 +136,30 @@ pub async fn run_jobs(mut settings: Settings, bench: JobBench) -> anyhow::Result
     } else {
         PRODUCERS.min(bench.jobs.max(1))
     };
+    // Jobs are created as the API creates them: through the group-committing intake.
+    let intake = crate::JobIntake::spawn(db.clone());
     let mut tasks = tokio::task::JoinSet::new();
     for p in 0..producers {
-        let (db, queue, actor) = (db.clone(), queue.clone(), actor.clone());
+        let (intake, queue, actor) = (intake.clone(), queue.clone(), actor.clone());
         let count = bench.jobs / producers + usize::from(p < bench.jobs % producers);
         tasks.spawn(async move {
             for n in 0..count {
                 if let Some(pace) = pace {
                     tokio::time::sleep_until((started + pace.mul_f64(n as f64)).into()).await;
                 }
-                let (created, _) = jobs::create(
-                    &db,
-                    &actor,
-                    jobs::NewJob {
-                        kind: "ping".into(),
-                        payload: json!({}),
-                        max_attempts: 3,
-                        idempotency_key: None,
-                        traceparent: None,
-                    },
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let (created, _) = intake
+                    .create(
+                        &actor,
+                        jobs::NewJob {
+                            kind: "ping".into(),
+                            payload: json!({}),
+                            max_attempts: 3,
+                            idempotency_key: None,
+                            traceparent: None,
+                        },
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 queue.dispatch("ping", &created.id, None).await?;
             }
             anyhow::Ok(())

@@ -7,6 +7,7 @@ pub mod bench;
 mod committer;
 pub mod deliveries;
 pub mod inference;
+mod intake;
 pub mod jobs;
 pub mod metrics;
 pub mod queue;
@@ -14,6 +15,7 @@ pub mod runtime;
 pub mod services;
 pub mod sweeper;
 
+pub use intake::JobIntake;
 pub use queue::{JobMessage, JobQueue};
 pub use runtime::{JobContext, JobError, JobHandler, JobOutput, Runtime};
 pub use services::{Services, WechatGateway};

@@ -84,9 +84,10 @@ pub async fn update(
     body: Json<AccountPatch>,
 ) -> ApiResult<web::Json<OfficialAccount>> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
-    Ok(web::Json(
-        accounts::update(&state.db, &state.secrets, actor, &id, body.0).await?,
-    ))
+    let updated = accounts::update(&state.db, &state.secrets, actor, &id, body.0).await?;
+    // The callback reads the new token, key and welcome message from the next message on.
+    state.callback_accounts.remove(&id);
+    Ok(web::Json(updated))
 }
 
 /// Delete an official account and its campaigns.
@@ -104,5 +105,6 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     let actor = auth.require(Area::Accounts, Access::Write)?;
     accounts::delete(&state.db, actor, &id).await?;
+    state.callback_accounts.remove(&id);
     Ok(HttpResponse::NoContent().finish())
 }

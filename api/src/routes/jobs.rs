@@ -94,18 +94,19 @@ pub async fn create_job(
     idempotency_key: Option<String>,
     traceparent: Option<String>,
 ) -> ApiResult<(Job, bool)> {
-    let (job, created) = jobs::create(
-        &state.db,
-        actor,
-        NewJob {
-            kind: kind.to_owned(),
-            payload,
-            max_attempts: max_attempts(state, kind),
-            idempotency_key,
-            traceparent,
-        },
-    )
-    .await?;
+    let (job, created) = state
+        .intake
+        .create(
+            actor,
+            NewJob {
+                kind: kind.to_owned(),
+                payload,
+                max_attempts: max_attempts(state, kind),
+                idempotency_key,
+                traceparent,
+            },
+        )
+        .await?;
     if created && let Err(e) = state.queue.dispatch(kind, &job.id, None).await {
         tracing::warn!(job_id = %job.id, error = %format!("{e:#}"), "queue unavailable; the sweeper will dispatch the job");
     }

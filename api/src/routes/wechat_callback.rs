@@ -6,18 +6,18 @@
 //! before anything is stored. Once a request is verified, content problems never give a
 //! 5xx: the answer is a passive reply or `success`, inside `customer_service.answer_budget_ms`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
-};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set, SqlErr};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use wxpilot_core::service::answers::{self, FastAnswer};
 use wxpilot_core::service::conversations::{self, ReplyJob, ReplySource};
-use wxpilot_core::service::jobs::{self, NewJob};
+use wxpilot_core::service::jobs::NewJob;
 use wxpilot_core::service::publications;
 use wxpilot_core::service::recommendations::{self, EventTarget};
 use wxpilot_core::service::{Actor, accounts};
@@ -70,8 +70,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// What verification needs of the account.
-struct CallbackAccount {
+/// What verification needs of the account: read and opened once, then kept for
+/// `customer_service.account_cache_secs` (see [`AppState::callback_accounts`]).
+pub struct CallbackAccount {
     id: String,
     tenant_id: String,
     token: String,
@@ -83,8 +84,15 @@ struct CallbackAccount {
     welcome: Option<String>,
 }
 
-/// Finds the account and opens its credentials.
-async fn load_account(state: &AppState, account_id: &str) -> Result<CallbackAccount, ApiError> {
+/// Finds the account and opens its credentials, from the cache when it is fresh.
+async fn load_account(
+    state: &AppState,
+    account_id: &str,
+) -> Result<Arc<CallbackAccount>, ApiError> {
+    let now = std::time::Instant::now();
+    if let Some(account) = state.callback_accounts.get(account_id, now) {
+        return Ok(account);
+    }
     // The only unscoped lookup by id: WeChat does not know tenants, so the tenant comes
     // from the account; everything after this is scoped to it.
     let account = official_account::Entity::find_by_id(account_id)
@@ -92,20 +100,14 @@ async fn load_account(state: &AppState, account_id: &str) -> Result<CallbackAcco
         .await
         .map_err(|e| ApiError::Unavailable(format!("database: {e}")))?
         .ok_or_else(|| ApiError::NotFound(format!("no account {account_id}")))?;
-    let credentials = accounts::credentials(
-        &state.db,
-        &state.secrets,
-        &Actor::system(&account.tenant_id),
-        &account.id,
-    )
-    .await?;
+    let credentials = accounts::open_credentials(&state.secrets, &account)?;
     let crypt = MessageCrypt::new(
         credentials.callback_token.clone(),
         credentials.encoding_aes_key.expose_secret(),
         credentials.app_id.clone(),
     )
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("account {}: {e}", account.id)))?;
-    Ok(CallbackAccount {
+    let account = Arc::new(CallbackAccount {
         id: account.id,
         tenant_id: account.tenant_id,
         token: credentials.callback_token,
@@ -113,7 +115,11 @@ async fn load_account(state: &AppState, account_id: &str) -> Result<CallbackAcco
         crypt,
         verified: account.verified,
         welcome: account.welcome_message,
-    })
+    });
+    state
+        .callback_accounts
+        .put(account_id, account.clone(), now);
+    Ok(account)
 }
 
 /// Checks `signature` and the timestamp window (401 either way).
@@ -273,16 +279,21 @@ async fn answer(
     let db = &state.db;
     let is_message = message.msg_id.is_some();
     let follower = record_follower(db, account, message, is_message).await?;
-    let message_id = store_message(
-        db,
-        account,
-        &message.from_user_name,
-        conversation_message::DIRECTION_IN,
-        &message.msg_type,
-        &inbound_content(message),
-        message.msg_id.clone(),
-    )
-    .await?;
+    // Written together with the passive answer (one statement), or before a `reply` job
+    // is queued, which reads the conversation.
+    let id = wxpilot_core::ids::new_id();
+    let mut inbound = Unsaved {
+        row: Some(message_row(
+            &id,
+            account,
+            &message.from_user_name,
+            conversation_message::DIRECTION_IN,
+            &message.msg_type,
+            &inbound_content(message),
+            message.msg_id.clone(),
+        )),
+        id,
+    };
     record_interaction(db, account, message, &key).await?;
     if let MessageKind::Event(EventKind::PublishJobFinish(result)) = &message.kind {
         record_publish_result(db, account, result).await?;
@@ -295,29 +306,49 @@ async fn answer(
                 .unwrap_or_else(|| DEFAULT_WELCOME.to_owned()),
         ),
         MessageKind::Text { content } => {
-            text_reply(state, account, &follower, content, &message_id, &key).await?
+            text_reply(state, account, &follower, content, &mut inbound, &key).await?
         }
         _ => None,
     };
-    let Some(reply) = reply else {
-        return Ok(None);
-    };
     // The first part is the passive reply; longer answers are rare for FAQ text and the
     // rest would need the customer-service API.
-    let Some(first) = shape_reply(&reply).into_iter().next() else {
-        return Ok(None);
-    };
-    store_message(
-        db,
-        account,
-        &message.from_user_name,
-        conversation_message::DIRECTION_OUT,
-        "passive",
-        &first,
-        None,
-    )
-    .await?;
-    Ok(Some(first))
+    let passive = reply.and_then(|r| shape_reply(&r).into_iter().next());
+    let outbound = passive.as_ref().map(|text| {
+        message_row(
+            &wxpilot_core::ids::new_id(),
+            account,
+            &message.from_user_name,
+            conversation_message::DIRECTION_OUT,
+            "passive",
+            text,
+            None,
+        )
+    });
+    let rows: Vec<_> = inbound.row.take().into_iter().chain(outbound).collect();
+    if !rows.is_empty() {
+        conversation_message::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(passive)
+}
+
+/// The follower's message until it is written.
+struct Unsaved {
+    id: String,
+    row: Option<conversation_message::ActiveModel>,
+}
+
+impl Unsaved {
+    /// Writes the message now (a job about to be queued will read it).
+    async fn save(&mut self, db: &DatabaseConnection) -> anyhow::Result<()> {
+        if let Some(row) = self.row.take() {
+            conversation_message::Entity::insert(row)
+                .exec_without_returning(db)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// The passive answer to a follower's text: an answer kept for them first (accounts
@@ -330,7 +361,7 @@ async fn text_reply(
     account: &CallbackAccount,
     follower: &follower::Model,
     content: &str,
-    message_id: &str,
+    inbound: &mut Unsaved,
     delivery_key: &str,
 ) -> anyhow::Result<Option<String>> {
     let db = &state.db;
@@ -354,7 +385,8 @@ async fn text_reply(
         {
             FastAnswer::Rule(reply) | FastAnswer::Faq(reply) => Some(reply),
             FastAnswer::Llm(_) => {
-                queue_reply(state, account, openid, content, message_id, delivery_key).await?;
+                inbound.save(db).await?;
+                queue_reply(state, account, openid, content, &inbound.id, delivery_key).await?;
                 (!account.verified).then(|| cs.pending_notice.clone())
             }
         }
@@ -423,18 +455,22 @@ async fn queue_reply(
             message_id: message_id.to_owned(),
         },
     })?;
-    let (job, created) = jobs::create(
-        &state.db,
-        &Actor::system(&account.tenant_id),
-        NewJob {
-            kind: conversations::REPLY_JOB_KIND.to_owned(),
-            payload,
-            max_attempts: crate::routes::jobs::max_attempts(state, conversations::REPLY_JOB_KIND),
-            idempotency_key: Some(format!("wechat:{}:{delivery_key}", account.id)),
-            traceparent: None,
-        },
-    )
-    .await?;
+    let (job, created) = state
+        .intake
+        .create(
+            &Actor::system(&account.tenant_id),
+            NewJob {
+                kind: conversations::REPLY_JOB_KIND.to_owned(),
+                payload,
+                max_attempts: crate::routes::jobs::max_attempts(
+                    state,
+                    conversations::REPLY_JOB_KIND,
+                ),
+                idempotency_key: Some(format!("wechat:{}:{delivery_key}", account.id)),
+                traceparent: None,
+            },
+        )
+        .await?;
     if created
         && let Err(e) = state
             .queue
@@ -563,64 +599,62 @@ async fn record_follower(
         }) => Some(scene.chars().take(128).collect::<String>()),
         _ => None,
     };
-    let existing = follower::Entity::find()
-        .filter(follower::Column::TenantId.eq(&account.tenant_id))
-        .filter(follower::Column::AccountId.eq(&account.id))
-        .filter(follower::Column::Openid.eq(&message.from_user_name))
-        .one(db)
-        .await?;
-    match existing {
-        Some(row) => {
-            let mut active: follower::ActiveModel = row.into();
-            active.last_seen_at = Set(now);
-            if is_message {
-                active.last_message_at = Set(Some(now));
-            }
-            if let Some(subscribed) = subscribed {
-                active.subscribed = Set(subscribed);
-            }
-            if source.is_some() {
-                active.source = Set(source);
-            }
-            Ok(active.update(db).await?)
-        }
-        None => {
-            follower::ActiveModel {
-                id: Set(wxpilot_core::ids::new_id()),
-                tenant_id: Set(account.tenant_id.clone()),
-                account_id: Set(account.id.clone()),
-                openid: Set(message.from_user_name.clone()),
-                // Someone who messages the account follows it.
-                subscribed: Set(subscribed.unwrap_or(true)),
-                first_seen_at: Set(now),
-                last_seen_at: Set(now),
-                last_message_at: Set(is_message.then_some(now)),
-                bot_paused_until: Set(None),
-                tags: Set(serde_json::json!([])),
-                pending_reply: Set(None),
-                last_send_error: Set(None),
-                source: Set(source),
-            }
-            .insert(db)
-            .await
-            .map_err(Into::into)
-        }
+    // One statement whether the follower is new or known: insert, or on the (account,
+    // openid) key update only what this delivery says, and read the row back.
+    let mut update = vec![follower::Column::LastSeenAt];
+    if is_message {
+        update.push(follower::Column::LastMessageAt);
     }
+    if subscribed.is_some() {
+        update.push(follower::Column::Subscribed);
+    }
+    if source.is_some() {
+        update.push(follower::Column::Source);
+    }
+    let row = follower::ActiveModel {
+        id: Set(wxpilot_core::ids::new_id()),
+        tenant_id: Set(account.tenant_id.clone()),
+        account_id: Set(account.id.clone()),
+        openid: Set(message.from_user_name.clone()),
+        // Someone who messages the account follows it.
+        subscribed: Set(subscribed.unwrap_or(true)),
+        first_seen_at: Set(now),
+        last_seen_at: Set(now),
+        last_message_at: Set(is_message.then_some(now)),
+        bot_paused_until: Set(None),
+        tags: Set(serde_json::json!([])),
+        pending_reply: Set(None),
+        last_send_error: Set(None),
+        source: Set(source),
+    };
+    let model = follower::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([follower::Column::AccountId, follower::Column::Openid])
+                .update_columns(update)
+                .to_owned(),
+        )
+        .exec_with_returning(db)
+        .await?;
+    // Account ids are unique across tenants; the check keeps the scoping explicit.
+    anyhow::ensure!(
+        model.tenant_id == account.tenant_id,
+        "follower row of another tenant"
+    );
+    Ok(model)
 }
 
-/// Appends one message to the follower's conversation.
-async fn store_message(
-    db: &DatabaseConnection,
+/// One message of the follower's conversation, not yet written.
+fn message_row(
+    id: &str,
     account: &CallbackAccount,
     openid: &str,
     direction: &str,
     kind: &str,
     content: &str,
     wechat_msg_id: Option<String>,
-) -> anyhow::Result<String> {
-    let id = wxpilot_core::ids::new_id();
+) -> conversation_message::ActiveModel {
     conversation_message::ActiveModel {
-        id: Set(id.clone()),
+        id: Set(id.to_owned()),
         tenant_id: Set(account.tenant_id.clone()),
         account_id: Set(account.id.clone()),
         openid: Set(openid.to_owned()),
@@ -631,7 +665,4 @@ async fn store_message(
         job_id: Set(None),
         created_at: Set(Utc::now()),
     }
-    .insert(db)
-    .await?;
-    Ok(id)
 }

@@ -399,6 +399,115 @@ async fn idempotency_keys(app: TestApp) {
 }
 crate::both!(idempotency_keys);
 
+/// Jobs created in one batch (the intake's group commit) keep every request's own outcome:
+/// a key repeated inside the batch answers the batch's job, a key repeated with another
+/// body is a conflict, a bad key is refused, and nothing of a refused request is written.
+async fn batched_creation_keeps_each_outcome(app: TestApp) {
+    use wxpilot_core::error::ServiceError;
+    use wxpilot_core::service::Actor;
+    use wxpilot_core::service::jobs::{self, NewJob};
+    let a = app.tenant("Batch A").await;
+    let b = app.tenant("Batch B").await;
+    let earlier = post_ping(&app, &a.owner_key, json!({"echo": "earlier"})).await;
+    let earlier_key = app
+        .post("/v1/jobs/ping", &a.owner_key, &json!({"echo": "keyed"}))
+        .header("Idempotency-Key", "kept")
+        .send()
+        .await
+        .unwrap();
+    let earlier_keyed: Value = earlier_key.json().await.unwrap();
+    let before = app.count("jobs").await;
+    let job = |echo: &str, key: Option<&str>| NewJob {
+        kind: "ping".into(),
+        payload: json!({"echo": echo}),
+        max_attempts: 3,
+        idempotency_key: key.map(str::to_owned),
+        traceparent: None,
+    };
+    let (actor_a, actor_b) = (Actor::system(&a.id), Actor::system(&b.id));
+    let outcomes = jobs::create_many(
+        &app.db,
+        vec![
+            (actor_a.clone(), job("one", Some("k1"))),
+            (actor_a.clone(), job("one", Some("k1"))),
+            (actor_a.clone(), job("other body", Some("k1"))),
+            (actor_b.clone(), job("one", Some("k1"))),
+            (actor_a.clone(), job("keyed", Some("kept"))),
+            (actor_a.clone(), job("changed", Some("kept"))),
+            (actor_a.clone(), job("bad key", Some(""))),
+            (actor_a.clone(), job("plain", None)),
+        ],
+    )
+    .await
+    .expect("batch");
+    assert_eq!(outcomes.len(), 8);
+    let ok = |i: usize| outcomes[i].as_ref().expect("created").clone();
+    let (first, created) = ok(0);
+    assert!(created);
+    let (repeat, created) = ok(1);
+    assert!(
+        !created,
+        "a key repeated in the batch answers the batch's job"
+    );
+    assert_eq!(repeat.id, first.id);
+    assert!(matches!(outcomes[2], Err(ServiceError::Conflict(_))));
+    let (theirs, created) = ok(3);
+    assert!(created, "another tenant's key is its own");
+    assert_ne!(theirs.id, first.id);
+    let (kept, created) = ok(4);
+    assert!(!created);
+    assert_eq!(kept.id, earlier_keyed["id"].as_str().unwrap());
+    assert!(matches!(outcomes[5], Err(ServiceError::Conflict(_))));
+    assert!(matches!(outcomes[6], Err(ServiceError::Validation(_))));
+    let (plain, created) = ok(7);
+    assert!(created);
+    assert_ne!(plain.id, earlier["id"].as_str().unwrap());
+    assert_eq!(
+        app.count("jobs").await,
+        before + 3,
+        "three new jobs written"
+    );
+    // What the batch wrote reads back like any job, in its tenant only.
+    let read: Value = app
+        .get(&format!("/v1/jobs/{}", first.id), &a.owner_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["payload"]["echo"], "one");
+    assert_eq!(read["idempotency_key"], "k1");
+    let cross = app
+        .get(&format!("/v1/jobs/{}", first.id), &b.owner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 404);
+
+    // Concurrent API requests with one fresh key make one job, whichever batches they
+    // land in; the others replay it.
+    let requests = (0..12).map(|_| {
+        app.post("/v1/jobs/ping", &a.owner_key, &json!({"echo": "burst"}))
+            .header("Idempotency-Key", "burst")
+            .send()
+    });
+    let responses = futures_util::future::join_all(requests).await;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut replayed = 0;
+    for res in responses {
+        let res = res.unwrap();
+        assert_eq!(res.status(), 202);
+        replayed += usize::from(res.headers().get("idempotent-replayed").is_some());
+        let body: Value = res.json().await.unwrap();
+        ids.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "one job for one key");
+    assert_eq!(replayed, 11);
+    assert_eq!(app.count("jobs").await, before + 4);
+}
+crate::both!(batched_creation_keeps_each_outcome);
+
 async fn cancel_and_tenant_cap(app: TestApp) {
     let t = app.tenant("Cancel").await;
     let other = app.tenant("Neighbour").await;

@@ -316,7 +316,14 @@ pub async fn credentials<C: ConnectionTrait>(
     actor: &Actor,
     id: &str,
 ) -> ServiceResult<AccountCredentials> {
-    let m = find_model(conn, actor, id).await?;
+    open_credentials(secrets, &find_model(conn, actor, id).await?)
+}
+
+/// Opens the sealed credentials of an account row already read (scoped by the caller).
+pub fn open_credentials(
+    secrets: &SecretBox,
+    m: &official_account::Model,
+) -> ServiceResult<AccountCredentials> {
     let open = |stored: &str, column: &str| {
         secrets
             .open(stored, &secret_context(&m.id, column))
@@ -327,8 +334,8 @@ pub async fn credentials<C: ConnectionTrait>(
     Ok(AccountCredentials {
         app_secret: open(&m.app_secret_enc, "app_secret")?,
         encoding_aes_key: open(&m.encoding_aes_key_enc, "encoding_aes_key")?,
-        app_id: m.app_id,
-        callback_token: m.callback_token,
+        app_id: m.app_id.clone(),
+        callback_token: m.callback_token.clone(),
         encryption_mode: m.encryption_mode,
     })
 }

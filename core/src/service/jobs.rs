@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
+    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -159,6 +159,51 @@ async fn by_idempotency_key<C: ConnectionTrait>(
     }
 }
 
+/// Refuses an `Idempotency-Key` that is empty, too long or not printable ASCII.
+fn check_idempotency_key(key: &str) -> ServiceResult<()> {
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(ServiceError::field(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// The row of a new queued job.
+fn queued_row(actor: &Actor, input: NewJob, hash: String, now: DateTime<Utc>) -> job::Model {
+    job::Model {
+        id: new_id(),
+        tenant_id: actor.tenant_id.clone(),
+        kind: input.kind,
+        payload: input.payload,
+        status: JobStatus::Queued,
+        attempts: 0,
+        max_attempts: i32::try_from(input.max_attempts.max(1)).unwrap_or(i32::MAX),
+        progress_percent: 0,
+        progress_message: None,
+        result: None,
+        error: None,
+        idempotency_key: input.idempotency_key,
+        request_hash: Some(hash),
+        run_at: now,
+        lease_owner: None,
+        lease_expires_at: None,
+        cancel_requested: false,
+        // The caller dispatches right after; should that fail, the sweeper dispatches the
+        // job again once `redispatch_after_secs` have passed. Saves a write per job.
+        dispatched_at: Some(now),
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        updated_at: now,
+        traceparent: input.traceparent,
+    }
+}
+
 /// Creates a queued job, or returns the job an earlier identical request created.
 /// The flag says whether it is new (and so still has to be put on the queue).
 pub async fn create(
@@ -168,51 +213,18 @@ pub async fn create(
 ) -> ServiceResult<(Job, bool)> {
     let hash = request_hash(&input.kind, &input.payload);
     if let Some(key) = &input.idempotency_key {
-        if key.is_empty()
-            || key.len() > MAX_IDEMPOTENCY_KEY
-            || !key.chars().all(|c| c.is_ascii_graphic())
-        {
-            return Err(ServiceError::field(
-                "Idempotency-Key",
-                format!("must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
-            ));
-        }
+        check_idempotency_key(key)?;
         if let Some(existing) = by_idempotency_key(db, actor, key, &hash).await? {
             return Ok((existing.into(), false));
         }
     }
-    let now = Utc::now();
-    let inserted = job::ActiveModel {
-        id: Set(new_id()),
-        tenant_id: Set(actor.tenant_id.clone()),
-        kind: Set(input.kind.clone()),
-        payload: Set(input.payload.clone()),
-        status: Set(JobStatus::Queued),
-        attempts: Set(0),
-        max_attempts: Set(i32::try_from(input.max_attempts.max(1)).unwrap_or(i32::MAX)),
-        progress_percent: Set(0),
-        progress_message: Set(None),
-        result: Set(None),
-        error: Set(None),
-        idempotency_key: Set(input.idempotency_key.clone()),
-        request_hash: Set(Some(hash.clone())),
-        run_at: Set(now),
-        lease_owner: Set(None),
-        lease_expires_at: Set(None),
-        cancel_requested: Set(false),
-        // The caller dispatches right after; should that fail, the sweeper dispatches the
-        // job again once `redispatch_after_secs` have passed. Saves a write per job.
-        dispatched_at: Set(Some(now)),
-        created_at: Set(now),
-        started_at: Set(None),
-        finished_at: Set(None),
-        updated_at: Set(now),
-        traceparent: Set(input.traceparent.clone()),
-    }
-    .insert(db)
-    .await;
+    let key = input.idempotency_key.clone();
+    let row = queued_row(actor, input, hash.clone(), Utc::now());
+    let inserted = job::Entity::insert(row.clone().into_active_model())
+        .exec_without_returning(db)
+        .await;
     match inserted {
-        Ok(model) => Ok((model.into(), true)),
+        Ok(_) => Ok((row.into(), true)),
         // Two identical requests raced: the loser answers with the winner's job.
         Err(e)
             if matches!(
@@ -220,14 +232,76 @@ pub async fn create(
                 Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
             ) =>
         {
-            let key = input.idempotency_key.as_deref().unwrap_or_default();
-            by_idempotency_key(db, actor, key, &hash)
+            by_idempotency_key(db, actor, key.as_deref().unwrap_or_default(), &hash)
                 .await?
                 .map(|j| (j.into(), false))
                 .ok_or(ServiceError::Database(e))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// [`create`] for many requests in one transaction and one insert (group commit of
+/// concurrent API requests). Each request gets its own outcome, in order; a request that
+/// repeats an earlier one of the same batch (same tenant and key) answers that job. An
+/// `Err` means the database refused the batch (two batches raced for one key, say) and
+/// nothing was written: the caller then creates each job with [`create`].
+pub async fn create_many(
+    db: &DatabaseConnection,
+    batch: Vec<(Actor, NewJob)>,
+) -> ServiceResult<Vec<ServiceResult<(Job, bool)>>> {
+    let txn = db.begin().await?;
+    let now = Utc::now();
+    let mut outcomes: Vec<ServiceResult<(Job, bool)>> = Vec::with_capacity(batch.len());
+    let mut rows = Vec::new();
+    // (tenant, key) → (request hash, the job this batch creates for it).
+    let mut keyed: std::collections::HashMap<(String, String), (String, Job)> =
+        std::collections::HashMap::new();
+    for (actor, input) in batch {
+        let hash = request_hash(&input.kind, &input.payload);
+        if let Some(key) = &input.idempotency_key {
+            if let Err(e) = check_idempotency_key(key) {
+                outcomes.push(Err(e));
+                continue;
+            }
+            if let Some((first_hash, job)) = keyed.get(&(actor.tenant_id.clone(), key.clone())) {
+                outcomes.push(match *first_hash == hash {
+                    true => Ok((job.clone(), false)),
+                    false => Err(ServiceError::Conflict(
+                        "this Idempotency-Key was already used with a different request".into(),
+                    )),
+                });
+                continue;
+            }
+            match by_idempotency_key(&txn, &actor, key, &hash).await {
+                Ok(Some(existing)) => {
+                    outcomes.push(Ok((existing.into(), false)));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(ServiceError::Database(e)) => return Err(ServiceError::Database(e)),
+                Err(other) => {
+                    outcomes.push(Err(other));
+                    continue;
+                }
+            }
+        }
+        let key = input.idempotency_key.clone();
+        let row = queued_row(&actor, input, hash.clone(), now);
+        let job = Job::from(row.clone());
+        if let Some(key) = key {
+            keyed.insert((actor.tenant_id.clone(), key), (hash, job.clone()));
+        }
+        rows.push(row.into_active_model());
+        outcomes.push(Ok((job, true)));
+    }
+    if !rows.is_empty() {
+        job::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(outcomes)
 }
 
 async fn find_model<C: ConnectionTrait>(
