@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::Value;
-use wxpilot_entity::{JobStatus, job, tenant, usage_record};
+use wxpilot_entity::{JobStatus, job, tenant, usage_record, webhook_delivery};
 
 use super::webhooks;
 use crate::ids::new_id;
@@ -88,10 +88,14 @@ pub async fn claim_many(
             .all(&txn)
             .await?;
     }
+    let mut running = running_by_tenant(&txn, found.values(), Utc::now()).await?;
     let mut claims = Vec::with_capacity(ids.len());
     for id in ids {
         let claim = match found.remove(id) {
-            Some(current) => claim_found(&txn, current, worker, lease, tenant_cap).await?,
+            Some(current) => {
+                let running = running.entry(current.tenant_id.clone()).or_insert(0);
+                claim_found(&txn, current, worker, lease, tenant_cap, running).await?
+            }
             None => Claim::Gone,
         };
         claims.push(claim);
@@ -100,14 +104,44 @@ pub async fn claim_many(
     Ok(claims)
 }
 
+/// Jobs running under a live lease, per tenant of `jobs`, counted once per batch (the
+/// tenants are locked, so only this transaction changes the counts until it commits).
+async fn running_by_tenant<'a, C: ConnectionTrait>(
+    txn: &C,
+    jobs: impl Iterator<Item = &'a job::Model>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<std::collections::HashMap<String, u64>> {
+    let tenants: std::collections::BTreeSet<&str> = jobs.map(|j| j.tenant_id.as_str()).collect();
+    if tenants.is_empty() {
+        return Ok(Default::default());
+    }
+    let counts: Vec<(String, i64)> = job::Entity::find()
+        .select_only()
+        .column(job::Column::TenantId)
+        .column_as(job::Column::Id.count(), "running")
+        .filter(job::Column::TenantId.is_in(tenants))
+        .filter(job::Column::Status.eq(JobStatus::Running))
+        .filter(job::Column::LeaseExpiresAt.gt(now))
+        .group_by(job::Column::TenantId)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(counts
+        .into_iter()
+        .map(|(tenant, n)| (tenant, u64::try_from(n).unwrap_or(0)))
+        .collect())
+}
+
 /// Decides and records one claim inside the caller's transaction, the tenant already
-/// locked. Writes nothing unless the job changes hands or is finished off.
+/// locked; `running` is the tenant's count of live jobs, which a claim increments.
+/// Writes nothing unless the job changes hands or is finished off.
 async fn claim_found<C: ConnectionTrait>(
     txn: &C,
     current: job::Model,
     worker: &str,
     lease: Duration,
     tenant_cap: u64,
+    running: &mut u64,
 ) -> anyhow::Result<Claim> {
     let now = Utc::now();
     if let Err(outcome) = claimable(&current, now) {
@@ -133,14 +167,7 @@ async fn claim_found<C: ConnectionTrait>(
         webhooks::enqueue_for_job(txn, &current, "job.dead", &error).await?;
         return Ok(Claim::Gone);
     }
-    let running = job::Entity::find()
-        .filter(job::Column::TenantId.eq(&current.tenant_id))
-        .filter(job::Column::Status.eq(JobStatus::Running))
-        .filter(job::Column::LeaseExpiresAt.gt(now))
-        .filter(job::Column::Id.ne(&current.id))
-        .count(txn)
-        .await?;
-    if running >= tenant_cap.max(1) {
+    if *running >= tenant_cap.max(1) {
         return Ok(Claim::TenantBusy);
     }
     let updated = job::Entity::update_many()
@@ -163,6 +190,7 @@ async fn claim_found<C: ConnectionTrait>(
     if updated.rows_affected != 1 {
         return Ok(Claim::Held);
     }
+    *running += 1;
     let mut claimed = current;
     claimed.status = JobStatus::Running;
     claimed.attempts += 1;
@@ -314,47 +342,72 @@ pub async fn succeed_many(
     successes: Vec<Success>,
 ) -> anyhow::Result<Vec<bool>> {
     let txn = crate::db::begin_write(db).await?;
+    // One read of every job the batch finishes, one of each tenant's endpoints, and one
+    // insert of all ledger entries and deliveries: per job only its own update remains.
+    let mut held: std::collections::HashMap<String, job::Model> = job::Entity::find()
+        .filter(job::Column::Id.is_in(successes.iter().map(|s| s.id.as_str())))
+        .filter(job::Column::Status.eq(JobStatus::Running))
+        .filter(job::Column::LeaseOwner.eq(worker))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|j| (j.id.clone(), j))
+        .collect();
+    let mut endpoints = std::collections::HashMap::new();
+    let mut ledger = Vec::new();
+    let mut deliveries = Vec::new();
     let mut done = Vec::with_capacity(successes.len());
     for success in successes {
-        done.push(succeed_in(&txn, worker, success).await?);
+        let Some(current) = held.remove(&success.id) else {
+            done.push(false);
+            continue;
+        };
+        finish(
+            &txn,
+            &current,
+            JobStatus::Succeeded,
+            Some(success.result),
+            None,
+        )
+        .await?;
+        ledger.extend(usage_rows(&current, success.usage));
+        if !endpoints.contains_key(&current.tenant_id) {
+            let found = webhooks::active_endpoints(&txn, &current.tenant_id).await?;
+            endpoints.insert(current.tenant_id.clone(), found);
+        }
+        if let Some(found) = endpoints.get(&current.tenant_id) {
+            deliveries.extend(webhooks::deliveries(&current, "job.succeeded", "", found));
+        }
+        done.push(true);
+    }
+    if !ledger.is_empty() {
+        usage_record::Entity::insert_many(ledger)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    if !deliveries.is_empty() {
+        webhook_delivery::Entity::insert_many(deliveries)
+            .exec_without_returning(&txn)
+            .await?;
     }
     txn.commit().await?;
     Ok(done)
 }
 
-async fn succeed_in<C: ConnectionTrait>(
-    txn: &C,
-    worker: &str,
-    success: Success,
-) -> anyhow::Result<bool> {
-    let Some(current) = held(txn, &success.id, worker).await? else {
-        return Ok(false);
-    };
-    finish(
-        txn,
-        &current,
-        JobStatus::Succeeded,
-        Some(success.result),
-        None,
-    )
-    .await?;
+/// The usage-ledger entries of a succeeded job: the job itself and what it reported.
+fn usage_rows(job: &job::Model, usage: Vec<(String, i64)>) -> Vec<usage_record::ActiveModel> {
     let now = Utc::now();
-    let mut records = vec![(format!("jobs.{}", current.kind), 1)];
-    records.extend(success.usage);
-    for (metric, quantity) in records {
-        usage_record::ActiveModel {
+    std::iter::once((format!("jobs.{}", job.kind), 1))
+        .chain(usage)
+        .map(|(metric, quantity)| usage_record::ActiveModel {
             id: Set(new_id()),
-            tenant_id: Set(current.tenant_id.clone()),
-            job_id: Set(Some(current.id.clone())),
+            tenant_id: Set(job.tenant_id.clone()),
+            job_id: Set(Some(job.id.clone())),
             metric: Set(metric),
             quantity: Set(quantity),
             created_at: Set(now),
-        }
-        .insert(txn)
-        .await?;
-    }
-    webhooks::enqueue_for_job(txn, &current, "job.succeeded", "").await?;
-    Ok(true)
+        })
+        .collect()
 }
 
 /// What became of a failed attempt.

@@ -7,7 +7,7 @@
 
 use chrono::Utc;
 use hmac::{Hmac, Mac};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::json;
 use sha2::Sha256;
 use wxpilot_entity::{job, webhook_delivery, webhook_endpoint};
@@ -36,12 +36,41 @@ pub async fn enqueue_for_job<C: ConnectionTrait>(
     if is_internal(&job.kind) {
         return Ok(());
     }
-    let endpoints = webhook_endpoint::Entity::find()
-        .filter(webhook_endpoint::Column::TenantId.eq(&job.tenant_id))
+    let endpoints = active_endpoints(conn, &job.tenant_id).await?;
+    let rows = deliveries(job, event, detail, &endpoints);
+    if !rows.is_empty() {
+        webhook_delivery::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The tenant's active endpoints.
+pub async fn active_endpoints<C: ConnectionTrait>(
+    conn: &C,
+    tenant_id: &str,
+) -> anyhow::Result<Vec<webhook_endpoint::Model>> {
+    Ok(webhook_endpoint::Entity::find()
+        .filter(webhook_endpoint::Column::TenantId.eq(tenant_id))
         .filter(webhook_endpoint::Column::Active.eq(true))
         .all(conn)
-        .await?;
+        .await?)
+}
+
+/// The deliveries `event` of `job` makes to those of `endpoints` subscribed to it (none for
+/// internal kinds).
+pub fn deliveries(
+    job: &job::Model,
+    event: &str,
+    detail: &str,
+    endpoints: &[webhook_endpoint::Model],
+) -> Vec<webhook_delivery::ActiveModel> {
+    if is_internal(&job.kind) {
+        return Vec::new();
+    }
     let now = Utc::now();
+    let mut rows = Vec::new();
     for endpoint in endpoints {
         let subscribed: Vec<String> =
             serde_json::from_value(endpoint.events.clone()).unwrap_or_default();
@@ -61,7 +90,7 @@ pub async fn enqueue_for_job<C: ConnectionTrait>(
                 "url": format!("/v1/jobs/{}", job.id),
             }
         });
-        webhook_delivery::ActiveModel {
+        rows.push(webhook_delivery::ActiveModel {
             id: Set(id),
             tenant_id: Set(job.tenant_id.clone()),
             endpoint_id: Set(endpoint.id.clone()),
@@ -75,11 +104,9 @@ pub async fn enqueue_for_job<C: ConnectionTrait>(
             last_error: Set(None),
             created_at: Set(now),
             delivered_at: Set(None),
-        }
-        .insert(conn)
-        .await?;
+        });
     }
-    Ok(())
+    rows
 }
 
 /// Hex HMAC-SHA256 of `"<timestamp>.<body>"` under `secret`.

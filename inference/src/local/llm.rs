@@ -104,7 +104,7 @@ pub struct Transformer {
     embedding: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    output: Linear,
+    output: QMatMul,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -237,12 +237,10 @@ impl Transformer {
         };
         let dense = |q: QTensor| q.dequantize(device).map_err(candle_err);
         let matmul = |q: QTensor| QMatMul::from_qtensor(q).map_err(candle_err);
-        // The layers and an untied output projection (a tied one reuses the f32 embedding
-        // table, which is kept anyway).
         let layer_weights: usize = content
             .tensor_infos
             .iter()
-            .filter(|(name, _)| name.starts_with("blk.") || *name == "output.weight")
+            .filter(|(name, _)| name.starts_with("blk."))
             .map(|(_, info)| info.shape.elem_count())
             .sum();
         let keep_dense = prompt_weights == PromptWeights::Auto
@@ -263,15 +261,10 @@ impl Transformer {
         let embedding = embedding_q.dequantize(device).map_err(candle_err)?;
         let vocab_size = embedding.dim(0).map_err(candle_err)?;
         let norm = dense(tensor(file, "output_norm.weight")?)?;
-        // The output projection runs once per sequence per step: on CPU its f32 form
-        // batches like the layers do (the quantized kernels cost the same for every row).
         let output = match content.tensor_infos.contains_key("output.weight") {
-            true => linear(tensor(file, "output.weight")?)?,
+            true => matmul(tensor(file, "output.weight")?)?,
             // Tied embeddings: the output projection is the embedding table.
-            false => Linear {
-                quantized: matmul(embedding_q)?,
-                dense: keep_dense.then(|| embedding.clone()),
-            },
+            false => matmul(embedding_q)?,
         };
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
