@@ -1,15 +1,15 @@
 //! Sentence embeddings from a BERT-family Hugging Face folder (`config.json`,
-//! `tokenizer.json`, `model.safetensors`): tokenise, run the encoder on one padded
-//! batch with an attention mask, pool, normalise.
+//! `tokenizer.json`, `model.safetensors`): tokenise, run the encoder
+//! ([`super::encoder`]) on one padded batch with an attention mask, pool, normalise.
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::{bert, xlm_roberta};
 use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 
+use super::encoder::{Encoder, EncoderConfig, Family};
 use super::{candle_err, missing_file};
 use crate::types::{EmbedKind, InferenceError};
 
@@ -114,11 +114,6 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_str(&text).ok()
 }
 
-enum Encoder {
-    Bert(bert::BertModel),
-    XlmRoberta(xlm_roberta::XLMRobertaModel),
-}
-
 /// A loaded embedding model. Callers tokenise on their own threads; the batcher thread
 /// runs the encoder.
 pub struct EmbeddingModel {
@@ -158,27 +153,9 @@ impl EmbeddingModel {
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
             .map_err(candle_err)?;
         let model_type = probe.model_type.unwrap_or_else(|| "bert".into());
-        let encoder = match model_type.as_str() {
-            "bert" => {
-                let config: bert::Config = serde_json::from_str(&config_text).map_err(|e| {
-                    InferenceError::Internal(format!("{}: {e}", config_path.display()))
-                })?;
-                Encoder::Bert(bert::BertModel::load(vb, &config).map_err(candle_err)?)
-            }
-            "xlm-roberta" => {
-                let config: xlm_roberta::Config =
-                    serde_json::from_str(&config_text).map_err(|e| {
-                        InferenceError::Internal(format!("{}: {e}", config_path.display()))
-                    })?;
-                let vb = if vb.contains_tensor("roberta.embeddings.word_embeddings.weight") {
-                    vb.pp("roberta")
-                } else {
-                    vb
-                };
-                Encoder::XlmRoberta(
-                    xlm_roberta::XLMRobertaModel::new(&config, vb).map_err(candle_err)?,
-                )
-            }
+        let (family, prefix_name) = match model_type.as_str() {
+            "bert" => (Family::Bert, "bert"),
+            "xlm-roberta" => (Family::XlmRoberta, "roberta"),
             other => {
                 return Err(InferenceError::Internal(format!(
                     "{}: model_type `{other}` is not a supported encoder (bert, xlm-roberta)",
@@ -186,6 +163,17 @@ impl EmbeddingModel {
                 )));
             }
         };
+        let config: EncoderConfig = serde_json::from_str(&config_text)
+            .map_err(|e| InferenceError::Internal(format!("{}: {e}", config_path.display())))?;
+        // Some checkpoints keep the encoder under the family's name.
+        let vb = if vb.contains_tensor(&format!("{prefix_name}.embeddings.word_embeddings.weight"))
+        {
+            vb.pp(prefix_name)
+        } else {
+            vb
+        };
+        let encoder = Encoder::load(vb, &config, family)
+            .map_err(|e| InferenceError::Internal(format!("{}: {e}", weights_path.display())))?;
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| InferenceError::Internal(format!("{}: {e}", tokenizer_path.display())))?;
         let max_tokens = max_sequence_length(dir, probe.max_position_embeddings, &model_type);
@@ -265,13 +253,8 @@ impl EmbeddingModel {
     ) -> candle_core::Result<Vec<Vec<f32>>> {
         let ids = Tensor::from_vec(ids, (batch, width), &self.device)?;
         let type_ids = Tensor::from_vec(type_ids, (batch, width), &self.device)?;
+        let hidden = self.encoder.forward(batch, width, &ids, &type_ids, &mask)?;
         let mask = Tensor::from_vec(mask, (batch, width), &self.device)?;
-        let hidden = match &self.encoder {
-            Encoder::Bert(model) => model.forward(&ids, &type_ids, Some(&mask))?,
-            Encoder::XlmRoberta(model) => {
-                model.forward(&ids, &mask, &type_ids, None, None, None)?
-            }
-        };
         let pooled = match self.pooling.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
             Pooling::Mean => {

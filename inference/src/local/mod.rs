@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod embed;
+pub mod encoder;
 pub mod llm;
 
 use std::hash::{BuildHasher, Hasher};
