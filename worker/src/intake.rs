@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 use wxpilot_core::error::{ServiceError, ServiceResult};
 use wxpilot_core::service::Actor;
-use wxpilot_core::service::jobs::{self, Job, NewJob};
+use wxpilot_core::service::jobs::{self, BatchError, Job, NewJob};
 
 /// Most jobs created in one transaction.
 const MAX_BATCH: usize = 64;
@@ -56,25 +56,34 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// One transaction for the batch; when the database refuses it, each job on its own, so
-/// one request cannot fail its neighbours.
+/// One transaction for the batch; when the database refuses it before committing, each job
+/// on its own, so one request cannot fail its neighbours. When the commit itself fails the
+/// jobs may exist, so they are not created again: each caller gets the error and may repeat
+/// its request (with its `Idempotency-Key`, safely).
 async fn commit(db: &DatabaseConnection, batch: Vec<Request>) {
     let (inputs, replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .map(|(actor, input, reply)| ((actor, input), reply))
         .unzip();
-    let alone = inputs.clone();
-    match jobs::create_many(db, inputs).await {
+    match jobs::create_many(db, &inputs).await {
         Ok(outcomes) if outcomes.len() == replies.len() => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
             }
         }
-        outcome => {
-            if let Err(e) = outcome {
-                tracing::debug!(error = %e, size = replies.len(), "batched job creation failed; one by one");
+        Err(BatchError::Unconfirmed(e)) => {
+            tracing::warn!(error = %e, size = replies.len(), "the job batch's commit failed; its outcome is unknown");
+            for reply in replies {
+                let _ = reply.send(Err(ServiceError::Internal(anyhow::anyhow!(
+                    "the database did not confirm the job was recorded: {e}"
+                ))));
             }
-            for ((actor, input), reply) in alone.into_iter().zip(replies) {
+        }
+        outcome => {
+            if let Err(BatchError::Refused(e)) = outcome {
+                tracing::debug!(error = %e, size = replies.len(), "batched job creation refused; one by one");
+            }
+            for ((actor, input), reply) in inputs.into_iter().zip(replies) {
                 let _ = reply.send(jobs::create(db, &actor, input).await);
             }
         }

@@ -93,6 +93,7 @@ async fn load_account(
     if let Some(account) = state.callback_accounts.get(account_id, now) {
         return Ok(account);
     }
+    let generation = state.callback_accounts.generation();
     // The only unscoped lookup by id: WeChat does not know tenants, so the tenant comes
     // from the account; everything after this is scoped to it.
     let account = official_account::Entity::find_by_id(account_id)
@@ -118,7 +119,7 @@ async fn load_account(
     });
     state
         .callback_accounts
-        .put(account_id, account.clone(), now);
+        .put(account_id, account.clone(), now, generation);
     Ok(account)
 }
 
@@ -173,7 +174,24 @@ async fn receive(
     let encrypted = q.encrypt_type.as_deref() == Some("aes");
     let message = read_message(&account, &q, &body, encrypted)?;
     let budget = Duration::from_millis(state.settings.customer_service.answer_budget_ms);
-    let answer = match tokio::time::timeout(budget, answer(&state, &account, &message)).await {
+    let mut inbound = Inbound::new(&account, &message);
+    let handled =
+        tokio::time::timeout(budget, answer(&state, &account, &message, &mut inbound)).await;
+    // A delivery this process claimed keeps its message whatever happened after the claim
+    // (an error, the budget running out): written in the background, so the answer is
+    // not delayed further.
+    if let Some(row) = inbound.unwritten() {
+        let db = state.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conversation_message::Entity::insert(row)
+                .exec_without_returning(&db)
+                .await
+            {
+                tracing::error!(error = %e, "storing the follower's message failed");
+            }
+        });
+    }
+    let answer = match handled {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
             // A verified delivery is never answered with a 5xx: WeChat would show the
@@ -270,30 +288,17 @@ async fn answer(
     state: &AppState,
     account: &CallbackAccount,
     message: &InboundMessage,
+    inbound: &mut Inbound,
 ) -> anyhow::Result<Option<String>> {
     let key = format!("{}", message.dedup_key());
     if !first_delivery(state, &account.id, &key).await? {
         tracing::info!(dedup_key = %key, "retried delivery; already handled");
         return Ok(None);
     }
+    inbound.claimed = true;
     let db = &state.db;
     let is_message = message.msg_id.is_some();
     let follower = record_follower(db, account, message, is_message).await?;
-    // Written together with the passive answer (one statement), or before a `reply` job
-    // is queued, which reads the conversation.
-    let id = wxpilot_core::ids::new_id();
-    let mut inbound = Unsaved {
-        row: Some(message_row(
-            &id,
-            account,
-            &message.from_user_name,
-            conversation_message::DIRECTION_IN,
-            &message.msg_type,
-            &inbound_content(message),
-            message.msg_id.clone(),
-        )),
-        id,
-    };
     record_interaction(db, account, message, &key).await?;
     if let MessageKind::Event(EventKind::PublishJobFinish(result)) = &message.kind {
         record_publish_result(db, account, result).await?;
@@ -306,16 +311,18 @@ async fn answer(
                 .unwrap_or_else(|| DEFAULT_WELCOME.to_owned()),
         ),
         MessageKind::Text { content } => {
-            text_reply(state, account, &follower, content, &mut inbound, &key).await?
+            text_reply(state, account, &follower, content, inbound, &key).await?
         }
         _ => None,
     };
     // The first part is the passive reply; longer answers are rare for FAQ text and the
     // rest would need the customer-service API.
     let passive = reply.and_then(|r| shape_reply(&r).into_iter().next());
+    // The follower's message and the answer in one statement; ids are made now, in order,
+    // so a reader paging by id never passes over a row written later.
+    let question = inbound.take_row();
     let outbound = passive.as_ref().map(|text| {
         message_row(
-            &wxpilot_core::ids::new_id(),
             account,
             &message.from_user_name,
             conversation_message::DIRECTION_OUT,
@@ -324,30 +331,74 @@ async fn answer(
             None,
         )
     });
-    let rows: Vec<_> = inbound.row.take().into_iter().chain(outbound).collect();
-    if !rows.is_empty() {
-        conversation_message::Entity::insert_many(rows)
+    let rows: Vec<_> = question.iter().cloned().chain(outbound).collect();
+    if !rows.is_empty()
+        && let Err(e) = conversation_message::Entity::insert_many(rows)
             .exec_without_returning(db)
-            .await?;
+            .await
+    {
+        inbound.row = question;
+        return Err(e.into());
     }
     Ok(passive)
 }
 
-/// The follower's message until it is written.
-struct Unsaved {
-    id: String,
+/// The follower's message of this delivery, written exactly once and only when the
+/// delivery was claimed (a deduplicated retry writes nothing): with the passive answer, or
+/// before a `reply` job is queued (the job reads the conversation), or by `receive`
+/// after handling failed or ran out of time.
+struct Inbound {
     row: Option<conversation_message::ActiveModel>,
+    /// This delivery passed deduplication.
+    claimed: bool,
 }
 
-impl Unsaved {
-    /// Writes the message now (a job about to be queued will read it).
-    async fn save(&mut self, db: &DatabaseConnection) -> anyhow::Result<()> {
-        if let Some(row) = self.row.take() {
-            conversation_message::Entity::insert(row)
-                .exec_without_returning(db)
-                .await?;
+impl Inbound {
+    fn new(account: &CallbackAccount, message: &InboundMessage) -> Self {
+        Self {
+            row: Some(message_row(
+                account,
+                &message.from_user_name,
+                conversation_message::DIRECTION_IN,
+                &message.msg_type,
+                &inbound_content(message),
+                message.msg_id.clone(),
+            )),
+            claimed: false,
         }
-        Ok(())
+    }
+
+    /// The row to write now, with a fresh id and time; `None` once taken.
+    fn take_row(&mut self) -> Option<conversation_message::ActiveModel> {
+        let mut row = self.row.take()?;
+        row.id = Set(wxpilot_core::ids::new_id());
+        row.created_at = Set(Utc::now());
+        Some(row)
+    }
+
+    /// Writes the message now and returns its id.
+    async fn save(&mut self, db: &DatabaseConnection) -> anyhow::Result<Option<String>> {
+        let Some(row) = self.take_row() else {
+            return Ok(None);
+        };
+        let id = match &row.id {
+            sea_orm::ActiveValue::Set(id) => Some(id.clone()),
+            _ => None,
+        };
+        if let Err(e) = conversation_message::Entity::insert(row.clone())
+            .exec_without_returning(db)
+            .await
+        {
+            // Still owed: `receive` tries once more in the background.
+            self.row = Some(row);
+            return Err(e.into());
+        }
+        Ok(id)
+    }
+
+    /// The row still to write for a claimed delivery.
+    fn unwritten(&mut self) -> Option<conversation_message::ActiveModel> {
+        if self.claimed { self.take_row() } else { None }
     }
 }
 
@@ -361,7 +412,7 @@ async fn text_reply(
     account: &CallbackAccount,
     follower: &follower::Model,
     content: &str,
-    inbound: &mut Unsaved,
+    inbound: &mut Inbound,
     delivery_key: &str,
 ) -> anyhow::Result<Option<String>> {
     let db = &state.db;
@@ -385,8 +436,8 @@ async fn text_reply(
         {
             FastAnswer::Rule(reply) | FastAnswer::Faq(reply) => Some(reply),
             FastAnswer::Llm(_) => {
-                inbound.save(db).await?;
-                queue_reply(state, account, openid, content, &inbound.id, delivery_key).await?;
+                let message_id = inbound.save(db).await?.unwrap_or_default();
+                queue_reply(state, account, openid, content, &message_id, delivery_key).await?;
                 (!account.verified).then(|| cs.pending_notice.clone())
             }
         }
@@ -645,7 +696,6 @@ async fn record_follower(
 
 /// One message of the follower's conversation, not yet written.
 fn message_row(
-    id: &str,
     account: &CallbackAccount,
     openid: &str,
     direction: &str,
@@ -654,7 +704,7 @@ fn message_row(
     wechat_msg_id: Option<String>,
 ) -> conversation_message::ActiveModel {
     conversation_message::ActiveModel {
-        id: Set(id.to_owned()),
+        id: Set(wxpilot_core::ids::new_id()),
         tenant_id: Set(account.tenant_id.clone()),
         account_id: Set(account.id.clone()),
         openid: Set(openid.to_owned()),

@@ -333,6 +333,10 @@ async fn idempotency_keys(app: TestApp) {
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     let replay: Value = replay.json().await.unwrap();
     assert_eq!(replay["id"], first["id"]);
+    assert_eq!(
+        replay["created_at"], first["created_at"],
+        "the answer is the stored row"
+    );
     let clash = send("order-42", json!({"echo": 2})).await.unwrap();
     let problem = expect_problem(clash, 409).await;
     assert!(
@@ -427,7 +431,7 @@ async fn batched_creation_keeps_each_outcome(app: TestApp) {
     let (actor_a, actor_b) = (Actor::system(&a.id), Actor::system(&b.id));
     let outcomes = jobs::create_many(
         &app.db,
-        vec![
+        &[
             (actor_a.clone(), job("one", Some("k1"))),
             (actor_a.clone(), job("one", Some("k1"))),
             (actor_a.clone(), job("other body", Some("k1"))),
@@ -439,6 +443,7 @@ async fn batched_creation_keeps_each_outcome(app: TestApp) {
         ],
     )
     .await
+    .map_err(|e| format!("{e:?}"))
     .expect("batch");
     assert_eq!(outcomes.len(), 8);
     let ok = |i: usize| outcomes[i].as_ref().expect("created").clone();
@@ -477,6 +482,11 @@ async fn batched_creation_keeps_each_outcome(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(read["payload"]["echo"], "one");
+    // Answered from memory, read back from the database: the same times.
+    assert_eq!(
+        read["created_at"],
+        serde_json::to_value(first.created_at).unwrap()
+    );
     assert_eq!(read["idempotency_key"], "k1");
     let cross = app
         .get(&format!("/v1/jobs/{}", first.id), &b.owner_key)

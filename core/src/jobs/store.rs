@@ -380,19 +380,27 @@ pub async fn succeed_many(
         }
         done.push(true);
     }
-    if !ledger.is_empty() {
-        usage_record::Entity::insert_many(ledger)
+    // In statements small enough for any database's limit on bound values (a tenant may
+    // have many endpoints).
+    let mut ledger = ledger.into_iter().peekable();
+    while ledger.peek().is_some() {
+        usage_record::Entity::insert_many(ledger.by_ref().take(ROWS_PER_INSERT))
             .exec_without_returning(&txn)
             .await?;
     }
-    if !deliveries.is_empty() {
-        webhook_delivery::Entity::insert_many(deliveries)
+    let mut deliveries = deliveries.into_iter().peekable();
+    while deliveries.peek().is_some() {
+        webhook_delivery::Entity::insert_many(deliveries.by_ref().take(ROWS_PER_INSERT))
             .exec_without_returning(&txn)
             .await?;
     }
     txn.commit().await?;
     Ok(done)
 }
+
+/// Rows of one multi-row insert: with at most 16 columns, under SQLite's 32,766 bound
+/// values (Postgres allows 65,535).
+const ROWS_PER_INSERT: usize = 1_000;
 
 /// The usage-ledger entries of a succeeded job: the job itself and what it reported.
 fn usage_rows(job: &job::Model, usage: Vec<(String, i64)>) -> Vec<usage_record::ActiveModel> {

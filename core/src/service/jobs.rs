@@ -1,10 +1,9 @@
 //! Jobs as the API sees them: create (with idempotency keys), read, list, cancel, retry.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -219,7 +218,7 @@ pub async fn create(
         }
     }
     let key = input.idempotency_key.clone();
-    let row = queued_row(actor, input, hash.clone(), Utc::now());
+    let row = queued_row(actor, input, hash.clone(), stored_now());
     let inserted = job::Entity::insert(row.clone().into_active_model())
         .exec_without_returning(db)
         .await;
@@ -241,17 +240,35 @@ pub async fn create(
     }
 }
 
+/// The current time as the database keeps it (microseconds), so that a job answered from
+/// memory reads the same as the stored row.
+fn stored_now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Why [`create_many`] has no outcomes to give.
+#[derive(Debug)]
+pub enum BatchError {
+    /// Refused before its commit (two batches raced for one key, say): nothing was
+    /// written, and each job may be created on its own with [`create`].
+    Refused(ServiceError),
+    /// The commit itself failed, so whether the jobs exist is unknown: creating them
+    /// again could make a job twice.
+    Unconfirmed(ServiceError),
+}
+
 /// [`create`] for many requests in one transaction and one insert (group commit of
 /// concurrent API requests). Each request gets its own outcome, in order; a request that
-/// repeats an earlier one of the same batch (same tenant and key) answers that job. An
-/// `Err` means the database refused the batch (two batches raced for one key, say) and
-/// nothing was written: the caller then creates each job with [`create`].
+/// repeats an earlier one of the same batch (same tenant and key) answers that job.
 pub async fn create_many(
     db: &DatabaseConnection,
-    batch: Vec<(Actor, NewJob)>,
-) -> ServiceResult<Vec<ServiceResult<(Job, bool)>>> {
-    let txn = db.begin().await?;
-    let now = Utc::now();
+    batch: &[(Actor, NewJob)],
+) -> Result<Vec<ServiceResult<(Job, bool)>>, BatchError> {
+    let refused = |e: sea_orm::DbErr| BatchError::Refused(ServiceError::Database(e));
+    // A write transaction from the start: on SQLite a read that later writes could not
+    // take the write lock once another connection has committed.
+    let txn = crate::db::begin_write(db).await.map_err(refused)?;
+    let now = stored_now();
     let mut outcomes: Vec<ServiceResult<(Job, bool)>> = Vec::with_capacity(batch.len());
     let mut rows = Vec::new();
     // (tenant, key) → (request hash, the job this batch creates for it).
@@ -273,34 +290,40 @@ pub async fn create_many(
                 });
                 continue;
             }
-            match by_idempotency_key(&txn, &actor, key, &hash).await {
+            match by_idempotency_key(&txn, actor, key, &hash).await {
                 Ok(Some(existing)) => {
                     outcomes.push(Ok((existing.into(), false)));
                     continue;
                 }
                 Ok(None) => {}
-                Err(ServiceError::Database(e)) => return Err(ServiceError::Database(e)),
+                Err(ServiceError::Database(e)) => return Err(refused(e)),
                 Err(other) => {
                     outcomes.push(Err(other));
                     continue;
                 }
             }
         }
-        let key = input.idempotency_key.clone();
-        let row = queued_row(&actor, input, hash.clone(), now);
+        let row = queued_row(actor, input.clone(), hash.clone(), now);
         let job = Job::from(row.clone());
-        if let Some(key) = key {
-            keyed.insert((actor.tenant_id.clone(), key), (hash, job.clone()));
+        if let Some(key) = &input.idempotency_key {
+            keyed.insert((actor.tenant_id.clone(), key.clone()), (hash, job.clone()));
         }
-        rows.push(row.into_active_model());
+        rows.push(row);
         outcomes.push(Ok((job, true)));
     }
     if !rows.is_empty() {
-        job::Entity::insert_many(rows)
+        // In key order, so two batches inserting the same keys cannot deadlock.
+        rows.sort_by(|a, b| {
+            (&a.tenant_id, &a.idempotency_key).cmp(&(&b.tenant_id, &b.idempotency_key))
+        });
+        job::Entity::insert_many(rows.into_iter().map(IntoActiveModel::into_active_model))
             .exec_without_returning(&txn)
-            .await?;
+            .await
+            .map_err(refused)?;
     }
-    txn.commit().await?;
+    txn.commit()
+        .await
+        .map_err(|e| BatchError::Unconfirmed(ServiceError::Database(e)))?;
     Ok(outcomes)
 }
 

@@ -73,8 +73,40 @@ pub struct Encoder {
     layers: Vec<Layer>,
     heads: usize,
     head_dim: usize,
+    activation: Activation,
     pad_token_id: u32,
     device: Device,
+}
+
+/// The feed-forward activation a checkpoint's `hidden_act` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    /// `gelu`: the exact (erf) form.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_approximate`: the tanh form.
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    fn from_config(name: &str) -> candle_core::Result<Self> {
+        match name {
+            "gelu" => Ok(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_approximate" => Ok(Self::GeluTanh),
+            "relu" => Ok(Self::Relu),
+            other => candle_core::bail!(
+                "hidden_act `{other}` is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
+            ),
+        }
+    }
+
+    fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Gelu => gelu(x),
+            Self::GeluTanh => x.gelu(),
+            Self::Relu => x.relu(),
+        }
+    }
 }
 
 fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Linear> {
@@ -96,9 +128,7 @@ impl Encoder {
         config: &EncoderConfig,
         family: Family,
     ) -> candle_core::Result<Self> {
-        if config.hidden_act != "gelu" {
-            candle_core::bail!("hidden_act `{}` is not supported (gelu)", config.hidden_act);
-        }
+        let activation = Activation::from_config(&config.hidden_act)?;
         let (hidden, heads) = (config.hidden_size, config.num_attention_heads);
         if heads == 0 || hidden % heads != 0 {
             candle_core::bail!("hidden size {hidden} does not split into {heads} heads");
@@ -151,6 +181,7 @@ impl Encoder {
             layers,
             heads,
             head_dim: hidden / heads,
+            activation,
             pad_token_id: config.pad_token_id,
             device: vb.device().clone(),
         })
@@ -215,7 +246,9 @@ impl Encoder {
         let attended = layer
             .attention_norm
             .forward(&(layer.attention_out.forward(&context)? + x)?)?;
-        let inner = gelu(&layer.intermediate.forward(&attended)?)?;
+        let inner = self
+            .activation
+            .apply(&layer.intermediate.forward(&attended)?)?;
         layer
             .output_norm
             .forward(&(layer.output.forward(&inner)? + attended)?)
@@ -316,7 +349,8 @@ fn erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
-/// `e^v` for `v <= 0` (relative error about 1e-7; 0 below -87).
+/// `e^v` for `v <= 0` (relative error about 1e-7; inputs below -87 give e^-87, about
+/// 1.6e-38, which erf's use of it cannot tell from 0).
 #[inline(always)]
 fn exp_negative(v: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -373,6 +407,17 @@ mod tests {
                 "{v}: {fast} vs {exact}"
             );
         }
+    }
+
+    #[test]
+    fn activations_by_config_name() {
+        assert_eq!(Activation::from_config("gelu").unwrap(), Activation::Gelu);
+        assert_eq!(
+            Activation::from_config("gelu_new").unwrap(),
+            Activation::GeluTanh
+        );
+        assert_eq!(Activation::from_config("relu").unwrap(), Activation::Relu);
+        assert!(Activation::from_config("swish").is_err());
     }
 
     #[test]
