@@ -121,6 +121,38 @@ async fn create_account(
     Ok((id, crypt))
 }
 
+/// Waits (at most a minute) until the server has embedded the new FAQ entries, as a
+/// deployment's accounts are set up before their followers write: the figures measure
+/// answering, not the one-time embedding of a new knowledge base.
+async fn wait_for_knowledge(client: &reqwest::Client, bench: &CallbackBench) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut busy = 0;
+        for status in ["queued", "running"] {
+            let page: Value = client
+                .get(format!("{}/v1/jobs", bench.url))
+                .bearer_auth(&bench.key)
+                .query(&[("kind", "embed_knowledge"), ("status", status)])
+                .send()
+                .await
+                .context("listing the knowledge embedding jobs")?
+                .error_for_status()
+                .context("listing the knowledge embedding jobs")?
+                .json()
+                .await?;
+            busy += page["items"].as_array().map_or(0, Vec::len);
+        }
+        if busy == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            eprintln!("{busy} knowledge embedding job(s) still running; starting anyway");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn prepare(account: &str, crypt: &MessageCrypt, n: usize, now: i64) -> anyhow::Result<Prepared> {
     let xml = format!(
         "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName>\
@@ -171,6 +203,7 @@ pub async fn run(bench: CallbackBench) -> anyhow::Result<CallbackBenchReport> {
     for i in 0..bench.accounts.max(1) {
         accounts.push(create_account(&client, &bench, i, stamp).await?);
     }
+    wait_for_knowledge(&client, &bench).await?;
     eprintln!(
         "prepared {} account(s); encrypting {} messages…",
         accounts.len(),
