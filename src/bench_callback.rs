@@ -55,6 +55,41 @@ pub struct CallbackBenchReport {
     pub errors: usize,
     pub first_error: Option<String>,
     pub latency_ms: Latency,
+    /// When sending began (RFC 3339), to line stalls up with server logs.
+    pub started_at: String,
+    /// The one-second window (by when messages were due) with the slowest answer: where a
+    /// stall was, if there was one.
+    pub worst_second: Option<WorstSecond>,
+}
+
+/// The slowest second of a run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorstSecond {
+    /// Seconds after sending began.
+    pub at_s: u64,
+    /// Messages due in that second.
+    pub messages: usize,
+    /// Their median and slowest answers, milliseconds.
+    pub p50_ms: f64,
+    pub max_ms: f64,
+}
+
+/// The second (of `(due offset in seconds, latency in ms)` pairs) holding the slowest answer.
+fn worst_second(samples: &[(f64, f64)]) -> Option<WorstSecond> {
+    let (due, _) = samples.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let at_s = due.max(0.0).floor() as u64;
+    let mut in_second: Vec<f64> = samples
+        .iter()
+        .filter(|(d, _)| d.max(0.0).floor() as u64 == at_s)
+        .map(|(_, ms)| *ms)
+        .collect();
+    in_second.sort_by(f64::total_cmp);
+    Some(WorstSecond {
+        at_s,
+        messages: in_second.len(),
+        p50_ms: quantile(&in_second, 0.5),
+        max_ms: in_second.last().copied().unwrap_or(0.0),
+    })
 }
 
 struct Prepared {
@@ -219,6 +254,7 @@ pub async fn run(bench: CallbackBench) -> anyhow::Result<CallbackBenchReport> {
     eprintln!("sending {} messages at {}/s…", bench.messages, bench.rate);
     let gate = Arc::new(Semaphore::new(bench.connections.max(1)));
     let interval = Duration::from_secs_f64(1.0 / bench.rate);
+    let started_at = chrono::Utc::now().to_rfc3339();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(prepared.len());
     for (n, message) in prepared.into_iter().enumerate() {
@@ -247,15 +283,18 @@ pub async fn run(bench: CallbackBench) -> anyhow::Result<CallbackBenchReport> {
                 Err(e) => Err(e.to_string()),
             };
             drop(permit);
-            (due.elapsed().as_secs_f64() * 1_000.0, result)
+            let offset = due.saturating_duration_since(start).as_secs_f64();
+            (offset, due.elapsed().as_secs_f64() * 1_000.0, result)
         }));
     }
     let mut latencies = Vec::with_capacity(tasks.len());
+    let mut samples = Vec::with_capacity(tasks.len());
     let mut errors = 0;
     let mut first_error = None;
     for task in tasks {
-        let (ms, result) = task.await?;
+        let (offset, ms, result) = task.await?;
         latencies.push(ms);
+        samples.push((offset, ms));
         if let Err(e) = result {
             errors += 1;
             first_error.get_or_insert(e);
@@ -276,5 +315,35 @@ pub async fn run(bench: CallbackBench) -> anyhow::Result<CallbackBenchReport> {
             p99: quantile(&latencies, 0.99),
             max: latencies.last().copied().unwrap_or(0.0),
         },
+        started_at,
+        worst_second: worst_second(&samples),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_worst_second_is_where_the_slowest_answer_was_due() {
+        let samples = [
+            (0.1, 3.0),
+            (0.9, 4.0),
+            (1.2, 5.0),
+            (1.5, 180.0),
+            (1.7, 90.0),
+            (2.0, 2.0),
+        ];
+        let worst = worst_second(&samples).unwrap();
+        assert_eq!(
+            worst,
+            WorstSecond {
+                at_s: 1,
+                messages: 3,
+                p50_ms: 90.0,
+                max_ms: 180.0
+            }
+        );
+        assert_eq!(worst_second(&[]), None);
+    }
 }

@@ -440,6 +440,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .map(|e| format!(" (first: {e})"))
                         .unwrap_or_default()
                 );
+                if let Some(w) = &report.worst_second {
+                    println!(
+                        "slowest second: {} s after {} ({} messages, median {:.1} ms, slowest {:.1} ms)",
+                        w.at_s, report.started_at, w.messages, w.p50_ms, w.max_ms
+                    );
+                }
             }
             anyhow::ensure!(
                 report.errors == 0,
