@@ -108,6 +108,9 @@ impl Application {
                 CALLBACK_ACCOUNTS_CACHED,
             ),
         });
+        // The knowledge base's segmentation dictionary loads in a few hundred milliseconds:
+        // here, before the first follower's message, not inside its callback budget.
+        wxpilot_kb::warm_up();
         let port = listener.local_addr()?.port();
         let doc = crate::openapi::document();
         let routes = crate::routes_table::RouteTable::from_document(&doc);
