@@ -70,6 +70,26 @@ pub async fn begin_write<C: TransactionTrait>(conn: &C) -> Result<C::Transaction
     .await
 }
 
+/// Rows of one multi-row insert in [`insert_chunked`]: with at most 16 columns, under
+/// SQLite's 32,766 bound values (Postgres allows 65,535).
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// Inserts `rows` with as few statements as the databases' limits on bound values allow
+/// (a batch of jobs may carry many ledger entries or webhook deliveries).
+pub async fn insert_chunked<A, C>(conn: &C, rows: Vec<A>) -> Result<(), DbErr>
+where
+    A: sea_orm::ActiveModelTrait + Send,
+    C: sea_orm::ConnectionTrait,
+{
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        <A::Entity as sea_orm::EntityTrait>::insert_many(rows.by_ref().take(ROWS_PER_INSERT))
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Serialises writers of one tenant's rows on Postgres (`SELECT … FOR UPDATE` on the
 /// tenant); on SQLite `begin_write` already serialises every writer.
 pub async fn lock_tenant(txn: &DatabaseTransaction, tenant_id: &str) -> Result<(), DbErr> {

@@ -77,16 +77,14 @@ impl Committer {
 
 async fn run(db: DatabaseConnection, terms: ClaimTerms, mut rx: mpsc::Receiver<Op>) {
     while let Some(first) = rx.recv().await {
+        let mut ops = vec![first];
+        take_waiting(&mut rx, &mut ops, MAX_BATCH);
         let mut claims = Vec::new();
         let mut successes = Vec::new();
-        let mut next = Some(first);
-        while let Some(op) = next.take() {
+        for op in ops {
             match op {
                 Op::Claim { id, reply } => claims.push((id, reply)),
                 Op::Succeed { success, reply } => successes.push((success, reply)),
-            }
-            if claims.len() + successes.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
             }
         }
         if !successes.is_empty() {
@@ -94,6 +92,17 @@ async fn run(db: DatabaseConnection, terms: ClaimTerms, mut rx: mpsc::Receiver<O
         }
         if !claims.is_empty() {
             commit_claims(&db, &terms, claims).await;
+        }
+    }
+}
+
+/// Adds to `batch`, up to `max`, whatever is already waiting on `rx` (never waits): what
+/// piled up while the previous batch was committing.
+pub(crate) fn take_waiting<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
         }
     }
 }

@@ -46,12 +46,7 @@ impl JobIntake {
 async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Request>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+        crate::committer::take_waiting(&mut rx, &mut batch, MAX_BATCH);
         commit(&db, batch).await;
     }
 }

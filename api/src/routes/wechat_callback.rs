@@ -320,7 +320,7 @@ async fn answer(
     let passive = reply.and_then(|r| shape_reply(&r).into_iter().next());
     // The follower's message and the answer in one statement; ids are made now, in order,
     // so a reader paging by id never passes over a row written later.
-    let question = inbound.take_row();
+    let question = inbound.take_row().map(|(_, row)| row);
     let outbound = passive.as_ref().map(|text| {
         message_row(
             account,
@@ -368,22 +368,19 @@ impl Inbound {
         }
     }
 
-    /// The row to write now, with a fresh id and time; `None` once taken.
-    fn take_row(&mut self) -> Option<conversation_message::ActiveModel> {
+    /// The row to write now, with a fresh id and time, and that id; `None` once taken.
+    fn take_row(&mut self) -> Option<(String, conversation_message::ActiveModel)> {
         let mut row = self.row.take()?;
-        row.id = Set(wxpilot_core::ids::new_id());
+        let id = wxpilot_core::ids::new_id();
+        row.id = Set(id.clone());
         row.created_at = Set(Utc::now());
-        Some(row)
+        Some((id, row))
     }
 
-    /// Writes the message now and returns its id.
+    /// Writes the message now and returns its id (`None`: it was written already).
     async fn save(&mut self, db: &DatabaseConnection) -> anyhow::Result<Option<String>> {
-        let Some(row) = self.take_row() else {
+        let Some((id, row)) = self.take_row() else {
             return Ok(None);
-        };
-        let id = match &row.id {
-            sea_orm::ActiveValue::Set(id) => Some(id.clone()),
-            _ => None,
         };
         if let Err(e) = conversation_message::Entity::insert(row.clone())
             .exec_without_returning(db)
@@ -393,12 +390,16 @@ impl Inbound {
             self.row = Some(row);
             return Err(e.into());
         }
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// The row still to write for a claimed delivery.
     fn unwritten(&mut self) -> Option<conversation_message::ActiveModel> {
-        if self.claimed { self.take_row() } else { None }
+        if self.claimed {
+            self.take_row().map(|(_, row)| row)
+        } else {
+            None
+        }
     }
 }
 

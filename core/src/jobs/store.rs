@@ -10,7 +10,7 @@ use sea_orm::{
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::Value;
-use wxpilot_entity::{JobStatus, job, tenant, usage_record, webhook_delivery};
+use wxpilot_entity::{JobStatus, job, tenant, usage_record};
 
 use super::webhooks;
 use crate::ids::new_id;
@@ -380,27 +380,11 @@ pub async fn succeed_many(
         }
         done.push(true);
     }
-    // In statements small enough for any database's limit on bound values (a tenant may
-    // have many endpoints).
-    let mut ledger = ledger.into_iter().peekable();
-    while ledger.peek().is_some() {
-        usage_record::Entity::insert_many(ledger.by_ref().take(ROWS_PER_INSERT))
-            .exec_without_returning(&txn)
-            .await?;
-    }
-    let mut deliveries = deliveries.into_iter().peekable();
-    while deliveries.peek().is_some() {
-        webhook_delivery::Entity::insert_many(deliveries.by_ref().take(ROWS_PER_INSERT))
-            .exec_without_returning(&txn)
-            .await?;
-    }
+    crate::db::insert_chunked(&txn, ledger).await?;
+    crate::db::insert_chunked(&txn, deliveries).await?;
     txn.commit().await?;
     Ok(done)
 }
-
-/// Rows of one multi-row insert: with at most 16 columns, under SQLite's 32,766 bound
-/// values (Postgres allows 65,535).
-const ROWS_PER_INSERT: usize = 1_000;
 
 /// The usage-ledger entries of a succeeded job: the job itself and what it reported.
 fn usage_rows(job: &job::Model, usage: Vec<(String, i64)>) -> Vec<usage_record::ActiveModel> {

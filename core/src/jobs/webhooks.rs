@@ -37,12 +37,7 @@ pub async fn enqueue_for_job<C: ConnectionTrait>(
         return Ok(());
     }
     let endpoints = active_endpoints(conn, &job.tenant_id).await?;
-    let rows = deliveries(job, event, detail, &endpoints);
-    if !rows.is_empty() {
-        webhook_delivery::Entity::insert_many(rows)
-            .exec_without_returning(conn)
-            .await?;
-    }
+    crate::db::insert_chunked(conn, deliveries(job, event, detail, &endpoints)).await?;
     Ok(())
 }
 

@@ -138,6 +138,11 @@ fn request_hash(kind: &str, payload: &Value) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The answer to an `Idempotency-Key` sent again with another request.
+fn key_reused() -> ServiceError {
+    ServiceError::Conflict("this Idempotency-Key was already used with a different request".into())
+}
+
 async fn by_idempotency_key<C: ConnectionTrait>(
     conn: &C,
     actor: &Actor,
@@ -151,9 +156,7 @@ async fn by_idempotency_key<C: ConnectionTrait>(
         .await?;
     match existing {
         Some(j) if j.request_hash.as_deref() == Some(hash) => Ok(Some(j)),
-        Some(_) => Err(ServiceError::Conflict(
-            "this Idempotency-Key was already used with a different request".into(),
-        )),
+        Some(_) => Err(key_reused()),
         None => Ok(None),
     }
 }
@@ -284,9 +287,7 @@ pub async fn create_many(
             if let Some((first_hash, job)) = keyed.get(&(actor.tenant_id.clone(), key.clone())) {
                 outcomes.push(match *first_hash == hash {
                     true => Ok((job.clone(), false)),
-                    false => Err(ServiceError::Conflict(
-                        "this Idempotency-Key was already used with a different request".into(),
-                    )),
+                    false => Err(key_reused()),
                 });
                 continue;
             }

@@ -39,8 +39,7 @@ impl JobHandler for EmbedKnowledge {
         payload: Value,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let job: EmbedJob = serde_json::from_value(payload)
-                .map_err(|e| JobError::Permanent(format!("bad embed_knowledge payload: {e}")))?;
+            let job: EmbedJob = super::parse_payload("embed_knowledge", payload)?;
             embed(&ctx, &job).await
         })
     }

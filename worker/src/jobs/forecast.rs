@@ -36,8 +36,7 @@ impl JobHandler for Forecast {
         payload: Value,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let job: forecasts::ForecastJob = serde_json::from_value(payload)
-                .map_err(|e| JobError::Permanent(format!("bad forecast payload: {e}")))?;
+            let job: forecasts::ForecastJob = super::parse_payload("forecast", payload)?;
             let series = metrics::series(ctx.db(), &ctx.tenant_id, &job.account_id, &job.metric)
                 .await
                 .map_err(|e| JobError::Retryable(format!("reading the metric: {e}")))?;

@@ -138,8 +138,7 @@ impl JobHandler for Generate {
         payload: Value,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let request: GeneratePayload = serde_json::from_value(payload)
-                .map_err(|e| JobError::Permanent(format!("bad generate payload: {e}")))?;
+            let request: GeneratePayload = super::parse_payload("generate", payload)?;
             request.validate().map_err(JobError::Permanent)?;
             run_generation(&ctx, &request).await
         })

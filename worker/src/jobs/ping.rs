@@ -71,8 +71,7 @@ impl JobHandler for Ping {
         payload: Value,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let ping: PingPayload = serde_json::from_value(payload)
-                .map_err(|e| JobError::Permanent(format!("bad ping payload: {e}")))?;
+            let ping: PingPayload = super::parse_payload("ping", payload)?;
             ping.validate().map_err(JobError::Permanent)?;
             if ping.fail_permanently {
                 return Err(JobError::Permanent("asked to fail permanently".into()));

@@ -60,8 +60,7 @@ impl JobHandler for Publish {
         payload: Value,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let job: PublishJob = serde_json::from_value(payload)
-                .map_err(|e| JobError::Permanent(format!("bad publish payload: {e}")))?;
+            let job: PublishJob = super::parse_payload("publish", payload)?;
             publish(&ctx, &job).await
         })
     }

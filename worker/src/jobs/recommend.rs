@@ -67,8 +67,7 @@ impl JobHandler for Recommend {
         payload: Value,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let job: RecommendJob = serde_json::from_value(payload)
-                .map_err(|e| JobError::Permanent(format!("bad recommend payload: {e}")))?;
+            let job: RecommendJob = super::parse_payload("recommend", payload)?;
             recommend(&ctx, &job).await
         })
     }
@@ -92,8 +91,7 @@ impl JobHandler for Segment {
         payload: Value,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let job: SegmentJob = serde_json::from_value(payload)
-                .map_err(|e| JobError::Permanent(format!("bad segment payload: {e}")))?;
+            let job: SegmentJob = super::parse_payload("segment", payload)?;
             segment(&ctx, &job).await
         })
     }

@@ -53,8 +53,7 @@ impl JobHandler for Reply {
         payload: Value,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let job: ReplyJob = serde_json::from_value(payload)
-                .map_err(|e| JobError::Permanent(format!("bad reply payload: {e}")))?;
+            let job: ReplyJob = super::parse_payload("reply", payload)?;
             reply(&ctx, &job).await
         })
     }

@@ -52,8 +52,7 @@ impl JobHandler for SyncMetrics {
         payload: Value,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
         Box::pin(async move {
-            let job: SyncJob = serde_json::from_value(payload)
-                .map_err(|e| JobError::Permanent(format!("bad sync_metrics payload: {e}")))?;
+            let job: SyncJob = super::parse_payload("sync_metrics", payload)?;
             sync(&ctx, &job).await
         })
     }
