@@ -240,6 +240,15 @@ enum BenchCommand {
         /// Models folder (default: $WXPILOT_MODELS_DIR or ~/.cache/wxpilot/models).
         #[arg(long)]
         models_dir: Option<PathBuf>,
+        /// Embedding requests (one sentence each) in each of the two modes.
+        #[arg(long, default_value_t = 1024)]
+        embed_requests: usize,
+        /// Tokens each generation produces.
+        #[arg(long, default_value_t = 32)]
+        max_tokens: u32,
+        /// Alternating rounds of the two modes (each mode's rounds are added up).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Print one JSON object of the figures.
         #[arg(long)]
         json: bool,
@@ -348,6 +357,7 @@ fn parse_role(value: &str) -> Result<Role, String> {
 }
 
 fn main() -> ExitCode {
+    settle_inference_threads();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -365,6 +375,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Fixes candle's CPU thread count for the whole process (see
+/// `wxpilot_inference::threads`); must run before the runtime or any other thread starts.
+#[allow(unsafe_code)]
+fn settle_inference_threads() {
+    if let Some(value) = wxpilot_inference::threads::thread_count_for_this_process() {
+        // SAFETY: called first thing in `main`, while this is the only thread, so nothing
+        // can read the environment concurrently.
+        unsafe { std::env::set_var(wxpilot_inference::threads::THREADS_VAR, value) };
     }
 }
 
@@ -454,8 +475,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Bench(BenchCommand::Inference { models_dir, json }) => {
-            let mut options = wxpilot_inference::bench::BenchOptions::default();
+        Command::Bench(BenchCommand::Inference {
+            models_dir,
+            embed_requests,
+            max_tokens,
+            rounds,
+            json,
+        }) => {
+            let mut options = wxpilot_inference::bench::BenchOptions {
+                embed_requests,
+                max_tokens,
+                rounds,
+                ..Default::default()
+            };
             if let Some(dir) = models_dir {
                 options.models_dir = dir;
             }

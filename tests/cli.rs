@@ -497,6 +497,60 @@ fn wechat_encrypt_then_decrypt_round_trips_through_the_cli() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "hello\n");
 }
 
+/// `bench inference` on the fetched models: both comparisons in alternating rounds, with
+/// each round's ratio (skipped, with a message, when the models are not fetched and
+/// `WXPILOT_REQUIRE_MODELS` is unset).
+#[test]
+fn inference_bench_reports_every_round() {
+    let models = wxpilot_inference::local::models_dir();
+    if !wxpilot_inference::local::default_chat_gguf(&models).is_file()
+        || !wxpilot_inference::local::default_embedding_dir(&models).is_dir()
+    {
+        assert!(
+            std::env::var_os("WXPILOT_REQUIRE_MODELS").is_none(),
+            "models missing in {}; run scripts/fetch-models.sh",
+            models.display()
+        );
+        eprintln!("SKIPPED inference_bench_reports_every_round: models missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let models_arg = models.to_string_lossy().into_owned();
+    let out = wxpilot(
+        dir.path(),
+        &[
+            "bench",
+            "inference",
+            "--models-dir",
+            &models_arg,
+            "--embed-requests",
+            "6",
+            "--max-tokens",
+            "2",
+            "--rounds",
+            "2",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let embeddings = &report["embeddings"];
+    assert_eq!(embeddings["requests"], 6);
+    assert_eq!(embeddings["round_speedups"].as_array().unwrap().len(), 2);
+    assert!(embeddings["sequential_per_s"].as_f64().unwrap() > 0.0);
+    assert!(embeddings["concurrent_per_s"].as_f64().unwrap() > 0.0);
+    let generation = &report["generation"];
+    assert_eq!(generation["max_tokens"], 2);
+    assert_eq!(generation["round_speedups"].as_array().unwrap().len(), 2);
+    assert!(generation["sequential_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(generation["concurrent_ttft_ms"].as_f64().unwrap() > 0.0);
+    assert!(report["peak_rss_mib"].as_f64().unwrap() > 0.0);
+}
+
 /// The benchmarks run and report their figures (their speed is recorded in
 /// docs/BENCHMARKS.md, never asserted here).
 #[test]

@@ -2,6 +2,11 @@
 //! models. Embeddings: many concurrent callers through the batcher against the same
 //! requests one at a time. Generation: concurrent requests decoding together against one
 //! at a time, with time to first token. Peak resident memory of the process at the end.
+//!
+//! Both comparisons run in alternating rounds (one at a time, then batched, then again)
+//! and add each mode's rounds up, so a shared machine that slows down or speeds up during
+//! the run weighs on both modes alike; every round's own ratio is reported too, to show
+//! how steady the figure is.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::local::{LocalConfig, models_dir};
+use crate::local::{BatchSize, LocalConfig, models_dir};
 use crate::types::{
     Backend, ChatMessage, EmbedKind, EmbedRequest, GenerateEvent, GenerateParams, GenerateRequest,
     InferenceError,
@@ -21,14 +26,16 @@ use crate::{BatchingConfig, LocalBackend};
 pub struct BenchOptions {
     /// Where `scripts/fetch-models.sh` put the models.
     pub models_dir: PathBuf,
-    /// Embedding requests (one sentence each) per mode.
+    /// Embedding requests (one sentence each) per mode, over all rounds.
     pub embed_requests: usize,
     /// Concurrent embedding callers in the batched mode.
     pub embed_callers: usize,
-    /// Generation requests per mode (run all at once in the batched mode).
+    /// Generation requests per mode and round (run all at once in the batched mode).
     pub generate_requests: usize,
     /// Tokens each generation produces.
     pub max_tokens: u32,
+    /// Alternating rounds of the two modes.
+    pub rounds: usize,
     pub batching: BatchingConfig,
 }
 
@@ -36,10 +43,11 @@ impl Default for BenchOptions {
     fn default() -> Self {
         Self {
             models_dir: models_dir(),
-            embed_requests: 256,
+            embed_requests: 1024,
             embed_callers: 32,
             generate_requests: 8,
             max_tokens: 32,
+            rounds: 3,
             batching: BatchingConfig::default(),
         }
     }
@@ -53,6 +61,8 @@ pub struct EmbedFigures {
     pub sequential_per_s: f64,
     pub concurrent_per_s: f64,
     pub speedup: f64,
+    /// Each round's own speedup.
+    pub round_speedups: Vec<f64>,
     /// Mean texts per batch with the concurrent callers.
     pub mean_batch: f64,
     pub largest_batch: u64,
@@ -66,6 +76,8 @@ pub struct GenerateFigures {
     pub sequential_tokens_per_s: f64,
     pub concurrent_tokens_per_s: f64,
     pub speedup: f64,
+    /// Each round's own speedup.
+    pub round_speedups: Vec<f64>,
     /// Mean time to first token, one request at a time.
     pub sequential_ttft_ms: f64,
     /// Mean time to first token with every request submitted at once.
@@ -91,8 +103,8 @@ impl BenchReport {
         let e = &self.embeddings;
         let g = &self.generation;
         format!(
-            "embeddings ({}): {} requests, one at a time {:.1}/s, {} callers {:.1}/s ({:.2}x; mean batch {:.1}, largest {})\n\
-             generation ({}): {} requests x {} tokens, one at a time {:.1} tok/s, all at once {:.1} tok/s ({:.2}x; mean batch {:.1})\n\
+            "embeddings ({}): {} requests, one at a time {:.1}/s, {} callers {:.1}/s ({:.2}x, rounds {}; mean batch {:.1}, largest {})\n\
+             generation ({}): {} requests x {} tokens, one at a time {:.1} tok/s, all at once {:.1} tok/s ({:.2}x, rounds {}; mean batch {:.1})\n\
              time to first token: {:.0} ms alone, {:.0} ms with {} at once\n\
              peak RSS: {:.0} MiB\n",
             self.embedding_model,
@@ -101,6 +113,7 @@ impl BenchReport {
             e.callers,
             e.concurrent_per_s,
             e.speedup,
+            spread(&e.round_speedups),
             e.mean_batch,
             e.largest_batch,
             self.chat_model,
@@ -109,6 +122,7 @@ impl BenchReport {
             g.sequential_tokens_per_s,
             g.concurrent_tokens_per_s,
             g.speedup,
+            spread(&g.round_speedups),
             g.mean_batch,
             g.sequential_ttft_ms,
             g.concurrent_ttft_ms,
@@ -116,6 +130,15 @@ impl BenchReport {
             self.peak_rss_mib,
         )
     }
+}
+
+/// Round ratios as `1.9x/2.1x/2.0x`.
+fn spread(ratios: &[f64]) -> String {
+    ratios
+        .iter()
+        .map(|r| format!("{r:.2}x"))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 const SENTENCES: [&str; 8] = [
@@ -171,32 +194,39 @@ async fn bench_embeddings(
     options: &BenchOptions,
 ) -> Result<EmbedFigures, InferenceError> {
     let n = options.embed_requests.max(1);
+    let rounds = options.rounds.clamp(1, n);
+    let callers = options.embed_callers.max(1);
     // Warm up caches and allocator before timing anything.
     backend.embed(embed_request(0)).await?;
-    let start = Instant::now();
-    for i in 0..n {
-        backend.embed(embed_request(i)).await?;
-    }
-    let sequential = start.elapsed();
-
-    let callers = options.embed_callers.max(1);
-    let before = backend.batch_sizes(None).embedding;
-    let start = Instant::now();
-    let results = futures_util::future::join_all((0..callers).map(|c| async move {
-        let mut i = c;
-        while i < n {
+    let mut batches = PassCounts::default();
+    let (mut sequential, mut concurrent) = (Duration::ZERO, Duration::ZERO);
+    let mut round_speedups = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        // Requests `first..last` of the whole run, the same ones in both modes.
+        let (first, last) = (n * round / rounds, n * (round + 1) / rounds);
+        let start = Instant::now();
+        for i in first..last {
             backend.embed(embed_request(i)).await?;
-            i += callers;
         }
-        Ok::<(), InferenceError>(())
-    }))
-    .await;
-    let concurrent = start.elapsed();
-    results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    let (mean_batch, largest_batch) = match (backend.batch_sizes(None).embedding, before) {
-        (Some(after), Some(before)) => (after.mean_since(&before), after.largest),
-        _ => (0.0, 0),
-    };
+        let alone = start.elapsed();
+        let before = backend.batch_sizes(None).embedding;
+        let start = Instant::now();
+        let results = futures_util::future::join_all((0..callers).map(|c| async move {
+            let mut i = first + c;
+            while i < last {
+                backend.embed(embed_request(i)).await?;
+                i += callers;
+            }
+            Ok::<(), InferenceError>(())
+        }))
+        .await;
+        let together = start.elapsed();
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        batches.add(before, backend.batch_sizes(None).embedding);
+        round_speedups.push(ratio(alone.as_secs_f64(), together.as_secs_f64()));
+        sequential += alone;
+        concurrent += together;
+    }
     let sequential_per_s = per_second(n, sequential);
     let concurrent_per_s = per_second(n, concurrent);
     Ok(EmbedFigures {
@@ -205,8 +235,12 @@ async fn bench_embeddings(
         sequential_per_s,
         concurrent_per_s,
         speedup: ratio(concurrent_per_s, sequential_per_s),
-        mean_batch,
-        largest_batch,
+        round_speedups,
+        mean_batch: batches.mean(),
+        largest_batch: backend
+            .batch_sizes(None)
+            .embedding
+            .map_or(0, |sizes| sizes.largest),
     })
 }
 
@@ -253,49 +287,109 @@ async fn bench_generation(
     options: &BenchOptions,
 ) -> Result<GenerateFigures, InferenceError> {
     let n = options.generate_requests.max(1);
+    let rounds = options.rounds.max(1);
     timed_generation(backend, generate_request(0, 4)).await?;
-    let start = Instant::now();
-    let mut tokens = 0u64;
-    let mut ttft = Duration::ZERO;
-    for i in 0..n {
-        let (t, first) = timed_generation(backend, generate_request(i, options.max_tokens)).await?;
-        tokens += u64::from(t);
-        ttft += first;
-    }
-    let sequential = start.elapsed();
-    let sequential_tokens = tokens;
-    let sequential_ttft = ttft;
+    let mut batches = PassCounts::default();
+    let mut alone = ModeTotals::default();
+    let mut together = ModeTotals::default();
+    let mut round_speedups = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let mut round_alone = ModeTotals::default();
+        for i in 0..n {
+            round_alone
+                .add(timed_generation(backend, generate_request(i, options.max_tokens)).await?);
+        }
+        round_alone.elapsed = start.elapsed();
 
-    let before = backend.batch_sizes(None).chat;
-    let start = Instant::now();
-    let results = futures_util::future::join_all(
-        (0..n).map(|i| timed_generation(backend, generate_request(i, options.max_tokens))),
-    )
-    .await;
-    let concurrent = start.elapsed();
-    let mut tokens = 0u64;
-    let mut ttft = Duration::ZERO;
-    for result in results {
-        let (t, first) = result?;
-        tokens += u64::from(t);
-        ttft += first;
+        let before = backend.batch_sizes(None).chat;
+        let start = Instant::now();
+        let results = futures_util::future::join_all(
+            (0..n).map(|i| timed_generation(backend, generate_request(i, options.max_tokens))),
+        )
+        .await;
+        let mut round_together = ModeTotals {
+            elapsed: start.elapsed(),
+            ..ModeTotals::default()
+        };
+        batches.add(before, backend.batch_sizes(None).chat);
+        for result in results {
+            round_together.add(result?);
+        }
+        round_speedups.push(ratio(
+            round_together.tokens_per_s(),
+            round_alone.tokens_per_s(),
+        ));
+        alone.merge(&round_alone);
+        together.merge(&round_together);
     }
-    let mean_batch = match (backend.batch_sizes(None).chat, before) {
-        (Some(after), Some(before)) => after.mean_since(&before),
-        _ => 0.0,
-    };
-    let sequential_tokens_per_s = per_second(sequential_tokens as usize, sequential);
-    let concurrent_tokens_per_s = per_second(tokens as usize, concurrent);
     Ok(GenerateFigures {
         requests: n,
         max_tokens: options.max_tokens,
-        sequential_tokens_per_s,
-        concurrent_tokens_per_s,
-        speedup: ratio(concurrent_tokens_per_s, sequential_tokens_per_s),
-        sequential_ttft_ms: sequential_ttft.as_secs_f64() * 1000.0 / n as f64,
-        concurrent_ttft_ms: ttft.as_secs_f64() * 1000.0 / n as f64,
-        mean_batch,
+        sequential_tokens_per_s: alone.tokens_per_s(),
+        concurrent_tokens_per_s: together.tokens_per_s(),
+        speedup: ratio(together.tokens_per_s(), alone.tokens_per_s()),
+        round_speedups,
+        sequential_ttft_ms: alone.mean_ttft_ms(),
+        concurrent_ttft_ms: together.mean_ttft_ms(),
+        mean_batch: batches.mean(),
     })
+}
+
+/// Forward passes and rows of the batched rounds only.
+#[derive(Debug, Default, Clone, Copy)]
+struct PassCounts {
+    steps: u64,
+    rows: u64,
+}
+
+impl PassCounts {
+    fn add(&mut self, before: Option<BatchSize>, after: Option<BatchSize>) {
+        if let (Some(before), Some(after)) = (before, after) {
+            self.steps += after.steps.saturating_sub(before.steps);
+            self.rows += after.rows.saturating_sub(before.rows);
+        }
+    }
+
+    fn mean(&self) -> f64 {
+        if self.steps == 0 {
+            0.0
+        } else {
+            self.rows as f64 / self.steps as f64
+        }
+    }
+}
+
+/// What one mode produced: tokens, first-token times and wall time.
+#[derive(Debug, Default, Clone, Copy)]
+struct ModeTotals {
+    requests: u32,
+    tokens: u64,
+    ttft: Duration,
+    elapsed: Duration,
+}
+
+impl ModeTotals {
+    fn add(&mut self, (tokens, first): (u32, Duration)) {
+        self.requests += 1;
+        self.tokens += u64::from(tokens);
+        self.ttft += first;
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.requests += other.requests;
+        self.tokens += other.tokens;
+        self.ttft += other.ttft;
+        self.elapsed += other.elapsed;
+    }
+
+    fn tokens_per_s(&self) -> f64 {
+        per_second(self.tokens as usize, self.elapsed)
+    }
+
+    fn mean_ttft_ms(&self) -> f64 {
+        self.ttft.as_secs_f64() * 1000.0 / f64::from(self.requests.max(1))
+    }
 }
 
 fn per_second(count: usize, elapsed: Duration) -> f64 {

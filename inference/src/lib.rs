@@ -15,6 +15,7 @@ pub mod remote;
 pub mod router;
 pub mod server;
 pub mod testing;
+pub mod threads;
 
 pub use config::{BackendsConfig, build_router};
 pub use remote::{RemoteBackend, RemoteConfig, RetryPolicy};

@@ -244,6 +244,90 @@ fn check_mixed_prompt_and_decode_rows(arch: TinyArch) {
     );
 }
 
+/// Decode rows of sequences of very different lengths attend together (keys and values
+/// padded to the longest and masked) and still give each sequence the logits it gets alone,
+/// step after step, while the longest one's cache grows past its first buffer.
+fn check_batched_decode_rows(arch: TinyArch) {
+    let (_dir, path) = tiny_model(arch);
+    let (content, mut file) = read_gguf(&path).unwrap();
+    let model = Transformer::from_gguf(&content, &mut file, &Device::Cpu).unwrap();
+    let prompts: [Vec<u32>; 3] = [
+        (30..33).collect(),
+        (40..110).map(|t| t % 200 + 5).collect(),
+        (60..80).collect(),
+    ];
+    let steps: [u32; 6] = [9, 17, 3, 44, 12, 7];
+
+    // Each sequence alone: its prompt, then the decode tokens one by one.
+    let alone: Vec<Vec<Vec<f32>>> = prompts
+        .iter()
+        .map(|prompt| {
+            let mut cache = model.new_cache();
+            logits_of(
+                &model,
+                &mut [SequenceChunk {
+                    cache: &mut cache,
+                    tokens: prompt,
+                }],
+            );
+            steps
+                .iter()
+                .map(|&t| {
+                    logits_of(
+                        &model,
+                        &mut [SequenceChunk {
+                            cache: &mut cache,
+                            tokens: &[t],
+                        }],
+                    )
+                    .remove(0)
+                })
+                .collect()
+        })
+        .collect();
+
+    // Together: the prompts alone, then every decode step as one pass of three rows.
+    let mut caches: Vec<_> = prompts.iter().map(|_| model.new_cache()).collect();
+    for (cache, prompt) in caches.iter_mut().zip(&prompts) {
+        logits_of(
+            &model,
+            &mut [SequenceChunk {
+                cache,
+                tokens: prompt,
+            }],
+        );
+    }
+    for (step, &t) in steps.iter().enumerate() {
+        let tokens = [t];
+        let mut chunks: Vec<SequenceChunk<'_>> = caches
+            .iter_mut()
+            .map(|cache| SequenceChunk {
+                cache,
+                tokens: &tokens,
+            })
+            .collect();
+        let together = logits_of(&model, &mut chunks);
+        for (sequence, logits) in together.iter().enumerate() {
+            let diff = max_abs_diff(logits, &alone[sequence][step]);
+            assert!(
+                diff < 1e-5,
+                "{arch:?} step {step} sequence {sequence}: {diff}"
+            );
+        }
+    }
+    assert_eq!(caches[1].len(), 70 + steps.len());
+}
+
+#[test]
+fn llama_decode_rows_of_different_lengths_attend_together() {
+    check_batched_decode_rows(TinyArch::Llama);
+}
+
+#[test]
+fn qwen2_decode_rows_of_different_lengths_attend_together() {
+    check_batched_decode_rows(TinyArch::Qwen2);
+}
+
 #[test]
 fn llama_prompt_and_decode_rows_mix_without_changing_results() {
     check_mixed_prompt_and_decode_rows(TinyArch::Llama);

@@ -13,7 +13,9 @@
 //! `pad_token_id + 1`.
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Module, Shape, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+
+use super::dense::DenseLinear;
 use serde::Deserialize;
 
 /// Which checkpoint family: they differ in how positions are numbered.
@@ -55,11 +57,11 @@ fn default_eps() -> f64 {
 }
 
 struct Layer {
-    qkv: Linear,
-    attention_out: Linear,
+    qkv: DenseLinear,
+    attention_out: DenseLinear,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: DenseLinear,
+    output: DenseLinear,
     output_norm: LayerNorm,
 }
 
@@ -109,10 +111,10 @@ impl Activation {
     }
 }
 
-fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Linear> {
+fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<DenseLinear> {
     let weight = vb.get((outputs, inputs), "weight")?;
     let bias = vb.get(outputs, "bias")?;
-    Ok(Linear::new(weight, Some(bias)))
+    DenseLinear::new(&weight, Some(bias))
 }
 
 fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
@@ -150,17 +152,13 @@ impl Encoder {
             let vb = vb.pp(format!("encoder.layer.{i}"));
             let attention = vb.pp("attention");
             let own = attention.pp("self");
-            let parts = ["query", "key", "value"]
-                .map(|name| linear(own.pp(name), hidden, hidden))
-                .into_iter()
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            let weight = Tensor::cat(&parts.iter().map(|l| l.weight()).collect::<Vec<_>>(), 0)?;
-            let bias = Tensor::cat(
-                &parts.iter().filter_map(|l| l.bias()).collect::<Vec<_>>(),
-                0,
-            )?;
+            let (mut weights, mut biases) = (Vec::with_capacity(3), Vec::with_capacity(3));
+            for name in ["query", "key", "value"] {
+                weights.push(own.pp(name).get((hidden, hidden), "weight")?);
+                biases.push(own.pp(name).get(hidden, "bias")?);
+            }
             layers.push(Layer {
-                qkv: Linear::new(weight, Some(bias)),
+                qkv: DenseLinear::new(&Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?))?,
                 attention_out: linear(attention.pp("output.dense"), hidden, hidden)?,
                 attention_norm: layer_norm(attention.pp("output.LayerNorm"), hidden, eps)?,
                 intermediate: linear(

@@ -4,6 +4,7 @@
 //! files and may take seconds, so async callers should do it in `spawn_blocking`.
 
 pub mod chat;
+pub mod dense;
 pub mod embed;
 pub mod encoder;
 pub mod llm;
@@ -157,16 +158,6 @@ impl BatchSize {
             rows: stats.rows.load(Relaxed),
             mean: stats.mean_rows(),
             largest: stats.max_rows.load(Relaxed),
-        }
-    }
-
-    /// Mean rows per pass since `earlier` (0 when no pass ran).
-    pub fn mean_since(&self, earlier: &BatchSize) -> f64 {
-        let steps = self.steps.saturating_sub(earlier.steps);
-        if steps == 0 {
-            0.0
-        } else {
-            self.rows.saturating_sub(earlier.rows) as f64 / steps as f64
         }
     }
 }
