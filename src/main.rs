@@ -244,11 +244,11 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1024)]
         embed_requests: usize,
         /// Tokens each generation produces.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
         max_tokens: u32,
         /// Alternating rounds of the two modes (each mode's rounds are added up).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        rounds: u64,
         /// Print one JSON object of the figures.
         #[arg(long)]
         json: bool,
@@ -485,7 +485,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut options = wxpilot_inference::bench::BenchOptions {
                 embed_requests,
                 max_tokens,
-                rounds,
+                rounds: rounds as usize,
                 ..Default::default()
             };
             if let Some(dir) = models_dir {

@@ -545,6 +545,7 @@ fn inference_bench_reports_every_round() {
     assert!(embeddings["concurrent_per_s"].as_f64().unwrap() > 0.0);
     let generation = &report["generation"];
     assert_eq!(generation["max_tokens"], 2);
+    assert_eq!(generation["rounds"], 2);
     assert_eq!(generation["round_speedups"].as_array().unwrap().len(), 2);
     assert!(generation["sequential_tokens_per_s"].as_f64().unwrap() > 0.0);
     assert!(generation["concurrent_ttft_ms"].as_f64().unwrap() > 0.0);

@@ -56,7 +56,9 @@ impl Default for BenchOptions {
 /// Embedding figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbedFigures {
+    /// Requests per mode, over all rounds.
     pub requests: usize,
+    pub rounds: usize,
     pub callers: usize,
     pub sequential_per_s: f64,
     pub concurrent_per_s: f64,
@@ -71,7 +73,9 @@ pub struct EmbedFigures {
 /// Generation figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateFigures {
+    /// Requests per mode and round.
     pub requests: usize,
+    pub rounds: usize,
     pub max_tokens: u32,
     pub sequential_tokens_per_s: f64,
     pub concurrent_tokens_per_s: f64,
@@ -104,7 +108,7 @@ impl BenchReport {
         let g = &self.generation;
         format!(
             "embeddings ({}): {} requests, one at a time {:.1}/s, {} callers {:.1}/s ({:.2}x, rounds {}; mean batch {:.1}, largest {})\n\
-             generation ({}): {} requests x {} tokens, one at a time {:.1} tok/s, all at once {:.1} tok/s ({:.2}x, rounds {}; mean batch {:.1})\n\
+             generation ({}): {} rounds of {} requests x {} tokens, one at a time {:.1} tok/s, all at once {:.1} tok/s ({:.2}x, rounds {}; mean batch {:.1})\n\
              time to first token: {:.0} ms alone, {:.0} ms with {} at once\n\
              peak RSS: {:.0} MiB\n",
             self.embedding_model,
@@ -117,6 +121,7 @@ impl BenchReport {
             e.mean_batch,
             e.largest_batch,
             self.chat_model,
+            g.rounds,
             g.requests,
             g.max_tokens,
             g.sequential_tokens_per_s,
@@ -231,6 +236,7 @@ async fn bench_embeddings(
     let concurrent_per_s = per_second(n, concurrent);
     Ok(EmbedFigures {
         requests: n,
+        rounds,
         callers,
         sequential_per_s,
         concurrent_per_s,
@@ -325,6 +331,7 @@ async fn bench_generation(
     }
     Ok(GenerateFigures {
         requests: n,
+        rounds,
         max_tokens: options.max_tokens,
         sequential_tokens_per_s: alone.tokens_per_s(),
         concurrent_tokens_per_s: together.tokens_per_s(),

@@ -5,9 +5,10 @@
 //! offset per call, which cannot serve a continuous batch. Here the weights are shared and
 //! every sequence owns a [`SequenceCache`]: the new tokens of all sequences (prompt chunks
 //! and single decode tokens alike) are packed into one `[tokens, hidden]` matrix for the
-//! matrix multiplications, and attention runs per sequence against its own cache.
-//! Matrix rows are independent, so a sequence gets the same logits whether it runs alone
-//! or in a batch.
+//! matrix multiplications. A prompt attends over its own cache; the decode tokens of a
+//! pass attend together over their caches padded to the longest and masked. Matrix rows
+//! are independent, so a sequence gets the same logits alone or in a batch, up to float
+//! rounding (how many rows share a pass decides the order of some sums).
 
 use std::fs::File;
 use std::path::Path;
@@ -126,15 +127,17 @@ pub struct SequenceCache {
 }
 
 /// One layer's keys and values, `[1, kv_heads, capacity, head_dim]` each, written in place:
-/// a new token costs a copy of its own row, not of the whole cache. Rows at and after the
-/// sequence's length are zeros (the buffer starts zeroed and only grows), so a view longer
-/// than the sequence is already the zero padding that batched decode attention needs.
+/// storing a new token copies its own row, not the whole cache. The buffer starts zeroed,
+/// so rows after the sequence's length hold zeros (or, after a failed pass, keys and values
+/// that were never counted); batched decode attention masks them out, so a view longer than
+/// the sequence serves as its padding.
 struct KvBuffer {
     keys: Tensor,
     values: Tensor,
 }
 
-/// Rows a cache buffer starts with; it doubles when full.
+/// Rows a cache buffer has beyond what it must hold when it is (re)allocated; it doubles
+/// when full, up to the context length.
 const KV_INITIAL_CAPACITY: usize = 64;
 
 impl KvBuffer {
@@ -157,18 +160,24 @@ impl KvBuffer {
             None => 0,
         };
         if needed > capacity {
-            let grown = needed
+            // Headroom, so that a long prompt's first decode token does not reallocate.
+            let grown = (needed + KV_INITIAL_CAPACITY)
                 .max(capacity * 2)
-                .max(KV_INITIAL_CAPACITY)
                 .min(context.max(needed));
             let (_, heads, _, dim) = k.dims4()?;
             let zeros = || Tensor::zeros((1, heads, grown, dim), k.dtype(), k.device());
             let (keys, values) = (zeros()?, zeros()?);
-            if let Some(old) = slot.take()
-                && at > 0
-            {
-                keys.slice_set(&old.keys.narrow(2, 0, at)?.contiguous()?, 2, 0)?;
-                values.slice_set(&old.values.narrow(2, 0, at)?.contiguous()?, 2, 0)?;
+            match slot.as_ref() {
+                Some(old) if at > 0 => {
+                    keys.slice_set(&old.keys.narrow(2, 0, at)?.contiguous()?, 2, 0)?;
+                    values.slice_set(&old.values.narrow(2, 0, at)?.contiguous()?, 2, 0)?;
+                }
+                Some(_) => {}
+                // Never attend over history that is not there.
+                None if at > 0 => {
+                    candle_core::bail!("the key/value cache lost its first {at} rows")
+                }
+                None => {}
             }
             *slot = Some(KvBuffer { keys, values });
         }
@@ -565,12 +574,14 @@ impl Transformer {
     }
 
     /// Attention of many decode tokens at once: every sequence's keys and values are padded
-    /// with zeros to the longest, the padding is masked out, and one set of operations
-    /// serves them all instead of about ten small ones per sequence. Returns
-    /// `[rows, heads, 1, head_dim]` in the order of `rows`.
+    /// to the longest, the padding is masked out, and one set of operations serves them all
+    /// instead of about ten small ones per sequence. This copies each sequence's keys and
+    /// values (padded) once per layer and step, and a short sequence attends over the
+    /// longest one's length; both are cheap next to the projections at the lengths a chat
+    /// turn has. Returns `[rows, heads, 1, head_dim]` in the order of `rows`.
     ///
-    /// The masked positions get a probability of exactly 0 and add exact zeros after the
-    /// real ones, so each row gets the values it would get alone.
+    /// The masked positions get a probability of exactly 0, so each row gets what it
+    /// would get alone up to float rounding (the sums run over the padded length).
     fn decode_attention(
         &self,
         q: &Tensor,
