@@ -3,8 +3,8 @@
 //! requests one at a time. Generation: concurrent requests decoding together against one
 //! at a time, with time to first token. Peak resident memory of the process at the end.
 //!
-//! Both comparisons run in alternating rounds (one at a time, then batched, then again)
-//! and add each mode's rounds up, so a shared machine that slows down or speeds up during
+//! Both comparisons run in rounds, the mode that goes first alternating from round to
+//! round, and add each mode's rounds up, so a shared machine that slows down or speeds up during
 //! the run weighs on both modes alike; every round's own ratio is reported too, to show
 //! how steady the figure is.
 
@@ -207,27 +207,18 @@ async fn bench_embeddings(
     let (mut sequential, mut concurrent) = (Duration::ZERO, Duration::ZERO);
     let mut round_speedups = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        // Requests `first..last` of the whole run, the same ones in both modes.
+        // Requests `first..last` of the whole run, the same ones in both modes; the mode
+        // that goes first alternates, so a machine that keeps speeding up or slowing down
+        // favours neither.
         let (first, last) = (n * round / rounds, n * (round + 1) / rounds);
-        let start = Instant::now();
-        for i in first..last {
-            backend.embed(embed_request(i)).await?;
-        }
-        let alone = start.elapsed();
-        let before = backend.batch_sizes(None).embedding;
-        let start = Instant::now();
-        let results = futures_util::future::join_all((0..callers).map(|c| async move {
-            let mut i = first + c;
-            while i < last {
-                backend.embed(embed_request(i)).await?;
-                i += callers;
-            }
-            Ok::<(), InferenceError>(())
-        }))
-        .await;
-        let together = start.elapsed();
-        results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        batches.add(before, backend.batch_sizes(None).embedding);
+        let (alone, (together, passes)) = if round % 2 == 0 {
+            let alone = embed_alone(backend, first, last).await?;
+            (alone, embed_together(backend, first, last, callers).await?)
+        } else {
+            let together = embed_together(backend, first, last, callers).await?;
+            (embed_alone(backend, first, last).await?, together)
+        };
+        batches.merge(passes);
         round_speedups.push(ratio(alone.as_secs_f64(), together.as_secs_f64()));
         sequential += alone;
         concurrent += together;
@@ -248,6 +239,45 @@ async fn bench_embeddings(
             .embedding
             .map_or(0, |sizes| sizes.largest),
     })
+}
+
+/// Requests `first..last`, one at a time.
+async fn embed_alone(
+    backend: &LocalBackend,
+    first: usize,
+    last: usize,
+) -> Result<Duration, InferenceError> {
+    let start = Instant::now();
+    for i in first..last {
+        backend.embed(embed_request(i)).await?;
+    }
+    Ok(start.elapsed())
+}
+
+/// Requests `first..last` from `callers` concurrent callers, with the batcher's passes.
+async fn embed_together(
+    backend: &LocalBackend,
+    first: usize,
+    last: usize,
+    callers: usize,
+) -> Result<(Duration, PassCounts), InferenceError> {
+    let before = backend.batch_sizes(None).embedding;
+    let start = Instant::now();
+    let results = futures_util::future::join_all((0..callers).map(|c| async move {
+        let mut i = first + c;
+        while i < last {
+            backend.embed(embed_request(i)).await?;
+            i += callers;
+        }
+        Ok::<(), InferenceError>(())
+    }))
+    .await;
+    let elapsed = start.elapsed();
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok((
+        elapsed,
+        PassCounts::between(before, backend.batch_sizes(None).embedding),
+    ))
 }
 
 fn generate_request(i: usize, max_tokens: u32) -> GenerateRequest {
@@ -299,29 +329,22 @@ async fn bench_generation(
     let mut alone = ModeTotals::default();
     let mut together = ModeTotals::default();
     let mut round_speedups = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let start = Instant::now();
-        let mut round_alone = ModeTotals::default();
-        for i in 0..n {
-            round_alone
-                .add(timed_generation(backend, generate_request(i, options.max_tokens)).await?);
-        }
-        round_alone.elapsed = start.elapsed();
-
-        let before = backend.batch_sizes(None).chat;
-        let start = Instant::now();
-        let results = futures_util::future::join_all(
-            (0..n).map(|i| timed_generation(backend, generate_request(i, options.max_tokens))),
-        )
-        .await;
-        let mut round_together = ModeTotals {
-            elapsed: start.elapsed(),
-            ..ModeTotals::default()
+    for round in 0..rounds {
+        // The mode that goes first alternates, as for the embeddings.
+        let (round_alone, (round_together, passes)) = if round % 2 == 0 {
+            let alone = generate_alone(backend, n, options.max_tokens).await?;
+            (
+                alone,
+                generate_together(backend, n, options.max_tokens).await?,
+            )
+        } else {
+            let together = generate_together(backend, n, options.max_tokens).await?;
+            (
+                generate_alone(backend, n, options.max_tokens).await?,
+                together,
+            )
         };
-        batches.add(before, backend.batch_sizes(None).chat);
-        for result in results {
-            round_together.add(result?);
-        }
+        batches.merge(passes);
         round_speedups.push(ratio(
             round_together.tokens_per_s(),
             round_alone.tokens_per_s(),
@@ -343,6 +366,44 @@ async fn bench_generation(
     })
 }
 
+/// `n` requests one after the other.
+async fn generate_alone(
+    backend: &LocalBackend,
+    n: usize,
+    max_tokens: u32,
+) -> Result<ModeTotals, InferenceError> {
+    let start = Instant::now();
+    let mut totals = ModeTotals::default();
+    for i in 0..n {
+        totals.add(timed_generation(backend, generate_request(i, max_tokens)).await?);
+    }
+    totals.elapsed = start.elapsed();
+    Ok(totals)
+}
+
+/// `n` requests all at once, with the batcher's passes.
+async fn generate_together(
+    backend: &LocalBackend,
+    n: usize,
+    max_tokens: u32,
+) -> Result<(ModeTotals, PassCounts), InferenceError> {
+    let before = backend.batch_sizes(None).chat;
+    let start = Instant::now();
+    let results = futures_util::future::join_all(
+        (0..n).map(|i| timed_generation(backend, generate_request(i, max_tokens))),
+    )
+    .await;
+    let mut totals = ModeTotals {
+        elapsed: start.elapsed(),
+        ..ModeTotals::default()
+    };
+    let passes = PassCounts::between(before, backend.batch_sizes(None).chat);
+    for result in results {
+        totals.add(result?);
+    }
+    Ok((totals, passes))
+}
+
 /// Forward passes and rows of the batched rounds only.
 #[derive(Debug, Default, Clone, Copy)]
 struct PassCounts {
@@ -351,11 +412,19 @@ struct PassCounts {
 }
 
 impl PassCounts {
-    fn add(&mut self, before: Option<BatchSize>, after: Option<BatchSize>) {
-        if let (Some(before), Some(after)) = (before, after) {
-            self.steps += after.steps.saturating_sub(before.steps);
-            self.rows += after.rows.saturating_sub(before.rows);
+    fn between(before: Option<BatchSize>, after: Option<BatchSize>) -> Self {
+        match (before, after) {
+            (Some(before), Some(after)) => Self {
+                steps: after.steps.saturating_sub(before.steps),
+                rows: after.rows.saturating_sub(before.rows),
+            },
+            _ => Self::default(),
         }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.steps += other.steps;
+        self.rows += other.rows;
     }
 
     fn mean(&self) -> f64 {

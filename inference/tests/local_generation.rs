@@ -297,6 +297,19 @@ fn check_batched_decode_rows(arch: TinyArch) {
             }],
         );
     }
+    // A fourth sequence's prompt joins the third step between the decode rows, so decode
+    // rows sit at packed rows that are not their chunk's index.
+    let late_prompt: Vec<u32> = (100..112).collect();
+    let mut late_alone = model.new_cache();
+    let late_expected = logits_of(
+        &model,
+        &mut [SequenceChunk {
+            cache: &mut late_alone,
+            tokens: &late_prompt,
+        }],
+    )
+    .remove(0);
+    let mut late = model.new_cache();
     for (step, &t) in steps.iter().enumerate() {
         let tokens = [t];
         let mut chunks: Vec<SequenceChunk<'_>> = caches
@@ -306,7 +319,21 @@ fn check_batched_decode_rows(arch: TinyArch) {
                 tokens: &tokens,
             })
             .collect();
-        let together = logits_of(&model, &mut chunks);
+        let joins = step == 2;
+        if joins {
+            chunks.insert(
+                1,
+                SequenceChunk {
+                    cache: &mut late,
+                    tokens: &late_prompt,
+                },
+            );
+        }
+        let mut together = logits_of(&model, &mut chunks);
+        if joins {
+            let diff = max_abs_diff(&together.remove(1), &late_expected);
+            assert!(diff < 1e-5, "{arch:?} the joining prompt: {diff}");
+        }
         for (sequence, logits) in together.iter().enumerate() {
             let diff = max_abs_diff(logits, &alone[sequence][step]);
             assert!(
