@@ -20,17 +20,17 @@ pub const THREADS_VAR: &str = "RAYON_NUM_THREADS";
 /// The value to give [`THREADS_VAR`], or `None` when the operator already set a usable one.
 ///
 /// `current` is the variable's present value (a value candle would ignore, such as `0` or
-/// `abc`, counts as unset), `candle` the count candle works out, and `available` what the
-/// process may run on (`std::thread::available_parallelism`).
+/// `abc`, counts as unset), `candle` works out candle's count (only asked when needed),
+/// and `available` is what the process may run on (`std::thread::available_parallelism`).
 pub fn thread_count_setting(
     current: Option<&str>,
-    candle: usize,
+    candle: impl FnOnce() -> usize,
     available: usize,
 ) -> Option<String> {
     if is_usable(current) {
         return None;
     }
-    Some(candle.min(available).max(1).to_string())
+    Some(candle().min(available).max(1).to_string())
 }
 
 /// Whether a value of [`THREADS_VAR`] is one candle and rayon act on (a positive number).
@@ -43,14 +43,10 @@ fn is_usable(value: Option<&str>) -> bool {
 /// [`thread_count_setting`] for this process and machine.
 pub fn thread_count_for_this_process() -> Option<String> {
     let current = std::env::var(THREADS_VAR).ok();
-    if is_usable(current.as_deref()) {
-        // Nothing to do, and no need to count the cores.
-        return None;
-    }
     let available = std::thread::available_parallelism().map_or(1, usize::from);
     thread_count_setting(
         current.as_deref(),
-        candle_core::utils::get_num_threads(),
+        candle_core::utils::get_num_threads,
         available,
     )
 }
@@ -61,11 +57,11 @@ mod tests {
 
     #[test]
     fn an_operator_setting_wins_unless_candle_would_ignore_it() {
-        assert_eq!(thread_count_setting(Some("3"), 8, 8), None);
-        assert_eq!(thread_count_setting(Some(" 3 "), 8, 8), None);
+        assert_eq!(thread_count_setting(Some("3"), || 8, 8), None);
+        assert_eq!(thread_count_setting(Some(" 3 "), || 8, 8), None);
         for ignored in [" ", "0", "abc", "-1"] {
             assert_eq!(
-                thread_count_setting(Some(ignored), 8, 8),
+                thread_count_setting(Some(ignored), || 8, 8),
                 Some("8".into()),
                 "{ignored:?}"
             );
@@ -74,9 +70,9 @@ mod tests {
 
     #[test]
     fn candles_count_bounded_by_what_the_process_may_use() {
-        assert_eq!(thread_count_setting(None, 2, 2), Some("2".into()));
-        assert_eq!(thread_count_setting(None, 16, 4), Some("4".into()));
-        assert_eq!(thread_count_setting(None, 4, 8), Some("4".into()));
-        assert_eq!(thread_count_setting(None, 0, 0), Some("1".into()));
+        assert_eq!(thread_count_setting(None, || 2, 2), Some("2".into()));
+        assert_eq!(thread_count_setting(None, || 16, 4), Some("4".into()));
+        assert_eq!(thread_count_setting(None, || 4, 8), Some("4".into()));
+        assert_eq!(thread_count_setting(None, || 0, 0), Some("1".into()));
     }
 }

@@ -145,14 +145,15 @@ impl KvBuffer {
         self.keys.dim(2)
     }
 
-    /// Writes `k` and `v` (`[1, kv_heads, n, head_dim]`) at row `at`, growing as needed.
-    fn write(
-        slot: &mut Option<KvBuffer>,
+    /// Writes `k` and `v` (`[1, kv_heads, n, head_dim]`) at row `at`, growing as needed,
+    /// and hands back the buffer.
+    fn write<'a>(
+        slot: &'a mut Option<KvBuffer>,
         at: usize,
         k: &Tensor,
         v: &Tensor,
         context: usize,
-    ) -> candle_core::Result<()> {
+    ) -> candle_core::Result<&'a KvBuffer> {
         let n = k.dim(2)?;
         let needed = at + n;
         let capacity = match slot {
@@ -186,7 +187,7 @@ impl KvBuffer {
         };
         buffer.keys.slice_set(&k.contiguous()?, 2, at)?;
         buffer.values.slice_set(&v.contiguous()?, 2, at)?;
-        Ok(())
+        Ok(buffer)
     }
 
     /// The first `len` rows of keys and values (views, no copy).
@@ -485,20 +486,23 @@ impl Transformer {
         let group = s.n_head / s.n_kv_head;
         // Each chunk's output, `[1, heads, tokens, head_dim]`, filled in chunk order below.
         let mut outputs: Vec<Option<Tensor>> = vec![None; chunks.len()];
+        let is_decode = |chunk: &SequenceChunk<'_>| chunk.tokens.len() == 1 && chunk.cache.len > 0;
+        // Alone, a decode row attends exactly as a prompt row does, without padding.
+        let batch_decode = chunks.iter().filter(|c| is_decode(c)).count() > 1;
         let mut decode = Vec::new();
         let mut offset = 0;
         for (index, chunk) in chunks.iter_mut().enumerate() {
             let n = chunk.tokens.len();
-            let k_i = k.narrow(2, offset, n)?;
-            let v_i = v.narrow(2, offset, n)?;
             let past = chunk.cache.len;
-            let slot = &mut chunk.cache.layers[layer_index];
-            KvBuffer::write(slot, past, &k_i, &v_i, s.context_length)?;
-            let Some(buffer) = slot.as_ref() else {
-                candle_core::bail!("the key/value cache was not allocated");
-            };
-            let (k_all, v_all) = buffer.rows(past + n)?;
-            if n == 1 && past > 0 {
+            let decoding = batch_decode && is_decode(chunk);
+            let buffer = KvBuffer::write(
+                &mut chunk.cache.layers[layer_index],
+                past,
+                &k.narrow(2, offset, n)?,
+                &v.narrow(2, offset, n)?,
+                s.context_length,
+            )?;
+            if decoding {
                 // A decode token: attended below together with the others of this pass.
                 decode.push(DecodeRow {
                     chunk: index,
@@ -510,6 +514,7 @@ impl Transformer {
                 offset += n;
                 continue;
             }
+            let (k_all, v_all) = buffer.rows(past + n)?;
             // The query heads that share a key/value head are stacked as extra rows
             // (`[kv_heads, group × n, head_dim]`), so grouped-query attention needs no
             // copies of the cache. Contiguous copies keep the layout of a lone sequence.
@@ -538,26 +543,7 @@ impl Transformer {
                     .reshape((1, s.n_head, n, s.head_dim))?,
             );
         }
-        if decode.len() == 1 {
-            // Alone, a decode row attends exactly as a prompt row would, without padding.
-            for row in decode.drain(..) {
-                let q_i = q.narrow(2, row.row as usize, 1)?.contiguous()?.reshape((
-                    1,
-                    s.n_kv_head,
-                    group,
-                    s.head_dim,
-                ))?;
-                let keys = row.keys.narrow(2, 0, row.len)?;
-                let values = row.values.narrow(2, 0, row.len)?;
-                let scores = (q_i.matmul(&keys.t()?)? * scale)?;
-                let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-                outputs[row.chunk] = Some(
-                    probs
-                        .matmul(&values)?
-                        .reshape((1, s.n_head, 1, s.head_dim))?,
-                );
-            }
-        } else if !decode.is_empty() {
+        if !decode.is_empty() {
             let attended = self.decode_attention(&q, &decode, scale)?;
             for (i, row) in decode.iter().enumerate() {
                 outputs[row.chunk] = Some(attended.narrow(0, i, 1)?);
