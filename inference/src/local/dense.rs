@@ -39,6 +39,12 @@ impl DenseLinear {
         })
     }
 
+    /// `x · W` without the bias, for a 2-D `x` (`[rows, inputs]`): the packed encoder adds
+    /// the bias inside its fused pass after the multiplication.
+    pub fn project(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.weight_t)
+    }
+
     /// Output features.
     pub fn outputs(&self) -> usize {
         self.weight_t.dims().last().copied().unwrap_or(0)

@@ -1,16 +1,18 @@
 //! Sentence embeddings from a BERT-family Hugging Face folder (`config.json`,
 //! `tokenizer.json`, `model.safetensors`): tokenise, run the encoder
-//! ([`super::encoder`]) on one padded batch with an attention mask, pool, normalise.
+//! ([`super::encoder`]) on a batch of texts (packed on the CPU, padded elsewhere), pool,
+//! normalise.
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use super::encoder::{Encoder, EncoderConfig, Family};
+use super::encoder::{Encoder, EncoderConfig, Family, PackedTokens};
 use super::{candle_err, missing_file};
+use crate::batcher::BatchCost;
 use crate::types::{EmbedKind, InferenceError};
 
 /// Text prefixes a model family was trained with.
@@ -122,8 +124,6 @@ pub struct EmbeddingModel {
     pooling: PoolingConfig,
     prefix: EmbedPrefix,
     max_tokens: usize,
-    pad_id: u32,
-    device: Device,
 }
 
 /// One text ready for the encoder.
@@ -185,18 +185,12 @@ impl EmbeddingModel {
                 ..TruncationParams::default()
             }))
             .map_err(|e| InferenceError::Internal(format!("tokenizer truncation: {e}")))?;
-        let pad_id = tokenizer
-            .token_to_id("[PAD]")
-            .or_else(|| tokenizer.token_to_id("<pad>"))
-            .unwrap_or(0);
         Ok(Self {
             encoder,
             tokenizer,
             pooling: read_pooling_config(dir),
             prefix,
             max_tokens,
-            pad_id,
-            device: device.clone(),
         })
     }
 
@@ -218,64 +212,68 @@ impl EmbeddingModel {
         })
     }
 
-    /// Embeds already-encoded texts as one right-padded batch.
+    /// How the batcher counts a batch's cost: the real tokens where batches run packed
+    /// (CPU), texts × longest where they run padded.
+    pub fn batch_cost(&self) -> BatchCost {
+        if self.encoder.runs_packed() {
+            BatchCost::Sum
+        } else {
+            BatchCost::Padded
+        }
+    }
+
+    /// Embeds already-encoded texts as one batch.
     pub fn embed_encoded(&self, texts: &[EncodedText]) -> Result<Vec<Vec<f32>>, InferenceError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let width = texts.iter().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
-        let batch = texts.len();
-        let mut ids = Vec::with_capacity(batch * width);
-        let mut type_ids = Vec::with_capacity(batch * width);
-        let mut mask = Vec::with_capacity(batch * width);
+        let mut tokens = PackedTokens::default();
         for text in texts {
-            let pad = width - text.ids.len();
-            ids.extend_from_slice(&text.ids);
-            ids.extend(std::iter::repeat_n(self.pad_id, pad));
-            type_ids.extend_from_slice(&text.type_ids);
-            type_ids.extend(std::iter::repeat_n(0, pad));
-            mask.extend(std::iter::repeat_n(1u32, text.ids.len()));
-            mask.extend(std::iter::repeat_n(0u32, pad));
+            tokens.push(&text.ids, &text.type_ids);
         }
-        let vectors = self
-            .run(batch, width, ids, type_ids, mask)
-            .map_err(candle_err)?;
-        Ok(vectors)
+        let rows = self.encoder.forward(&tokens).map_err(candle_err)?;
+        Ok(pool(
+            &rows,
+            self.encoder.hidden(),
+            &tokens.lengths,
+            self.pooling,
+        ))
     }
+}
 
-    fn run(
-        &self,
-        batch: usize,
-        width: usize,
-        ids: Vec<u32>,
-        type_ids: Vec<u32>,
-        mask: Vec<u32>,
-    ) -> candle_core::Result<Vec<Vec<f32>>> {
-        let ids = Tensor::from_vec(ids, (batch, width), &self.device)?;
-        let type_ids = Tensor::from_vec(type_ids, (batch, width), &self.device)?;
-        let hidden = self.encoder.forward(batch, width, &ids, &type_ids, &mask)?;
-        let mask = Tensor::from_vec(mask, (batch, width), &self.device)?;
-        let pooled = match self.pooling.pooling {
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Mean => {
-                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-                let counts = mask.sum(1)?.clamp(1e-9f64, f64::MAX)?;
-                summed.broadcast_div(&counts)?
+/// Sentence vectors from packed token vectors (`[Σ lengths, hidden]`): each text's mean
+/// or first row, L2-normalised when asked, as sentence-transformers computes them (a text
+/// without tokens gives zeros).
+pub fn pool(
+    rows: &[f32],
+    hidden: usize,
+    lengths: &[usize],
+    config: PoolingConfig,
+) -> Vec<Vec<f32>> {
+    let hidden = hidden.max(1);
+    let mut texts = rows.chunks_exact(hidden);
+    lengths
+        .iter()
+        .map(|&len| {
+            let mut vector = vec![0f32; hidden];
+            for (i, row) in texts.by_ref().take(len).enumerate() {
+                match config.pooling {
+                    Pooling::Mean => vector.iter_mut().zip(row).for_each(|(v, r)| *v += r),
+                    Pooling::Cls if i == 0 => vector.copy_from_slice(row),
+                    Pooling::Cls => {}
+                }
             }
-        };
-        let pooled = if self.pooling.normalize {
-            let norms = pooled
-                .sqr()?
-                .sum_keepdim(1)?
-                .sqrt()?
-                .clamp(1e-12f64, f64::MAX)?;
-            pooled.broadcast_div(&norms)?
-        } else {
-            pooled
-        };
-        pooled.to_device(&Device::Cpu)?.to_vec2::<f32>()
-    }
+            if config.pooling == Pooling::Mean {
+                let count = (len as f32).max(1e-9);
+                vector.iter_mut().for_each(|v| *v /= count);
+            }
+            if config.normalize {
+                let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                vector.iter_mut().for_each(|v| *v /= norm);
+            }
+            vector
+        })
+        .collect()
 }
 
 /// The longest input: sentence-transformers' `max_seq_length` when the folder has it,
@@ -356,6 +354,35 @@ mod tests {
         .unwrap();
         assert_eq!(max_sequence_length(dir.path(), Some(512), "bert"), 256);
         assert_eq!(max_sequence_length(dir.path(), Some(128), "bert"), 128);
+    }
+
+    #[test]
+    fn pooling_takes_each_texts_own_rows() {
+        // Two texts of widths 2: rows [1,0],[3,4] | [0,2] (one token) | no tokens.
+        let rows = [1.0, 0.0, 3.0, 4.0, 0.0, 2.0];
+        let mean = pool(
+            &rows,
+            2,
+            &[2, 1, 0],
+            PoolingConfig {
+                pooling: Pooling::Mean,
+                normalize: false,
+            },
+        );
+        assert_eq!(mean, vec![vec![2.0, 2.0], vec![0.0, 2.0], vec![0.0, 0.0]]);
+        let cls = pool(
+            &rows,
+            2,
+            &[2, 1],
+            PoolingConfig {
+                pooling: Pooling::Cls,
+                normalize: true,
+            },
+        );
+        assert_eq!(cls, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+        let normalised = pool(&rows, 2, &[2], PoolingConfig::default());
+        let expected = 1.0 / 2f32.sqrt();
+        assert!(normalised[0].iter().all(|v| (v - expected).abs() < 1e-6));
     }
 
     #[test]

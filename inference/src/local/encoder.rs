@@ -1,21 +1,19 @@
 //! The BERT-family encoder (BERT and XLM-RoBERTa checkpoints) of the embedding models.
 //!
-//! candle-transformers has both models; this one computes the same thing with two changes
-//! that matter when a batch of texts runs as one padded matrix, where the per-row work is
-//! what remains after the matrix multiplications amortise their setup:
-//! - the query, key and value projections are one matrix multiplication (the input is
-//!   read and packed once, not three times);
-//! - on CPU the exact (erf) GELU is a branch-free polynomial the compiler vectorises, with
-//!   an error below 1e-6, instead of a scalar `erf` call per element (the largest per-row
-//!   cost of candle's version: about a quarter of a 32-text batch).
+//! candle-transformers has both models; this one computes the same thing in two ways:
+//! - on the CPU, the texts of a batch are packed one after another with no padding and
+//!   everything between two matrix multiplications is one fused pass ([`super::packed`]);
+//! - on other devices (CUDA), as one padded `[texts, longest, hidden]` batch of tensor
+//!   operations with an attention mask, which is what a GPU runs well.
 //!
-//! XLM-RoBERTa differs from BERT only in its positions, which count the real tokens from
-//! `pad_token_id + 1`.
+//! Both project query, key and value with one matrix multiplication. XLM-RoBERTa differs
+//! from BERT only in its positions, which count the real tokens from `pad_token_id + 1`.
 
-use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Module, Shape, Tensor};
+use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use super::dense::DenseLinear;
+use super::packed::{Activation, AttentionOp, BiasActivationOp, NormOp, ResidualNormOp, RowNorm};
 use serde::Deserialize;
 
 /// Which checkpoint family: they differ in how positions are numbered.
@@ -56,13 +54,55 @@ fn default_eps() -> f64 {
     1e-12
 }
 
+/// A projection: its weights for the matrix multiplication and its bias on the host,
+/// where the packed path adds it inside a fused pass.
+struct Projection {
+    linear: DenseLinear,
+    bias: Vec<f32>,
+}
+
+/// A layer norm as a tensor module (padded path) and as host values (packed path).
+struct Norm {
+    module: LayerNorm,
+    host: RowNorm,
+}
+
 struct Layer {
-    qkv: DenseLinear,
-    attention_out: DenseLinear,
-    attention_norm: LayerNorm,
-    intermediate: DenseLinear,
-    output: DenseLinear,
-    output_norm: LayerNorm,
+    qkv: Projection,
+    attention_out: Projection,
+    attention_norm: Norm,
+    intermediate: Projection,
+    output: Projection,
+    output_norm: Norm,
+}
+
+/// Token ids of a batch of texts, one text after another with no padding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedTokens {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    /// How many tokens each text has, in order.
+    pub lengths: Vec<usize>,
+}
+
+impl PackedTokens {
+    /// Appends one text (`type_ids` is cut or filled with 0 to the length of `ids`).
+    pub fn push(&mut self, ids: &[u32], type_ids: &[u32]) {
+        self.ids.extend_from_slice(ids);
+        self.type_ids.extend(
+            type_ids
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(ids.len()),
+        );
+        self.lengths.push(ids.len());
+    }
+
+    /// Tokens of all texts.
+    pub fn tokens(&self) -> usize {
+        self.ids.len()
+    }
 }
 
 /// A loaded encoder.
@@ -71,7 +111,7 @@ pub struct Encoder {
     words: Embedding,
     positions: Embedding,
     types: Embedding,
-    embedding_norm: LayerNorm,
+    embedding_norm: Norm,
     layers: Vec<Layer>,
     heads: usize,
     head_dim: usize,
@@ -80,47 +120,33 @@ pub struct Encoder {
     device: Device,
 }
 
-/// The feed-forward activation a checkpoint's `hidden_act` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Activation {
-    /// `gelu`: the exact (erf) form.
-    Gelu,
-    /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_approximate`: the tanh form.
-    GeluTanh,
-    Relu,
+fn projection(weight: &Tensor, bias: Tensor) -> candle_core::Result<Projection> {
+    let host = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    Ok(Projection {
+        linear: DenseLinear::new(weight, Some(bias))?,
+        bias: host,
+    })
 }
 
-impl Activation {
-    fn from_config(name: &str) -> candle_core::Result<Self> {
-        match name {
-            "gelu" => Ok(Self::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_approximate" => Ok(Self::GeluTanh),
-            "relu" => Ok(Self::Relu),
-            other => candle_core::bail!(
-                "hidden_act `{other}` is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
-            ),
-        }
-    }
-
-    fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Self::Gelu => gelu(x),
-            Self::GeluTanh => x.gelu(),
-            Self::Relu => x.relu(),
-        }
-    }
+fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Projection> {
+    projection(
+        &vb.get((outputs, inputs), "weight")?,
+        vb.get(outputs, "bias")?,
+    )
 }
 
-fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<DenseLinear> {
-    let weight = vb.get((outputs, inputs), "weight")?;
-    let bias = vb.get(outputs, "bias")?;
-    DenseLinear::new(&weight, Some(bias))
-}
-
-fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
+fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Norm> {
     let weight = vb.get(size, "weight")?;
     let bias = vb.get(size, "bias")?;
-    Ok(LayerNorm::new(weight, bias, eps))
+    let host = RowNorm {
+        gamma: weight.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+        beta: bias.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+        eps: eps as f32,
+    };
+    Ok(Norm {
+        module: LayerNorm::new(weight, bias, eps),
+        host,
+    })
 }
 
 impl Encoder {
@@ -158,7 +184,7 @@ impl Encoder {
                 biases.push(own.pp(name).get(hidden, "bias")?);
             }
             layers.push(Layer {
-                qkv: DenseLinear::new(&Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?))?,
+                qkv: projection(&Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?)?,
                 attention_out: linear(attention.pp("output.dense"), hidden, hidden)?,
                 attention_norm: layer_norm(attention.pp("output.LayerNorm"), hidden, eps)?,
                 intermediate: linear(
@@ -185,25 +211,108 @@ impl Encoder {
         })
     }
 
-    /// Token vectors `[batch, width, hidden]` of right-padded `ids` (`[batch, width]`),
-    /// with `mask` (1 for real tokens) as `u32` rows on the host.
-    pub fn forward(
-        &self,
-        batch: usize,
-        width: usize,
-        ids: &Tensor,
-        type_ids: &Tensor,
-        mask: &[u32],
-    ) -> candle_core::Result<Tensor> {
+    /// Width of a token vector.
+    pub fn hidden(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Whether batches run packed (CPU) or padded (other devices); this decides what a
+    /// batch costs.
+    pub fn runs_packed(&self) -> bool {
+        self.device.is_cpu()
+    }
+
+    /// Token vectors of every text, packed like the input: `[tokens, hidden]` row by row,
+    /// on the host.
+    pub fn forward(&self, tokens: &PackedTokens) -> candle_core::Result<Vec<f32>> {
+        if tokens.lengths.is_empty() {
+            Ok(Vec::new())
+        } else if self.runs_packed() {
+            self.forward_packed(tokens)
+        } else {
+            self.forward_padded(tokens)
+        }
+    }
+
+    /// The CPU path: packed rows, fused passes between the matrix multiplications.
+    fn forward_packed(&self, tokens: &PackedTokens) -> candle_core::Result<Vec<f32>> {
+        let n = tokens.tokens();
+        let ids = Tensor::from_slice(&tokens.ids, n, &self.device)?;
+        let type_ids = Tensor::from_slice(&tokens.type_ids, n, &self.device)?;
         let positions = Tensor::from_vec(
-            position_ids(self.family, mask, width, self.pad_token_id),
+            packed_positions(self.family, &tokens.lengths, self.pad_token_id),
+            n,
+            &self.device,
+        )?;
+        let mut x = (self.words.forward(&ids)?
+            + self.types.forward(&type_ids)?
+            + self.positions.forward(&positions)?)?;
+        x.inplace_op1(&NormOp(&self.embedding_norm.host))?;
+        for layer in &self.layers {
+            let qkv = layer.qkv.linear.project(&x)?;
+            let context = qkv.apply_op1_no_bwd(&AttentionOp {
+                bias: &layer.qkv.bias,
+                lengths: &tokens.lengths,
+                heads: self.heads,
+                head_dim: self.head_dim,
+            })?;
+            let attended = layer.attention_out.linear.project(&context)?;
+            attended.inplace_op2(
+                &x,
+                &ResidualNormOp {
+                    bias: &layer.attention_out.bias,
+                    norm: &layer.attention_norm.host,
+                },
+            )?;
+            let inner = layer.intermediate.linear.project(&attended)?;
+            inner.inplace_op1(&BiasActivationOp {
+                bias: &layer.intermediate.bias,
+                activation: self.activation,
+            })?;
+            let output = layer.output.linear.project(&inner)?;
+            output.inplace_op2(
+                &attended,
+                &ResidualNormOp {
+                    bias: &layer.output.bias,
+                    norm: &layer.output_norm.host,
+                },
+            )?;
+            x = output;
+        }
+        x.flatten_all()?.to_vec1::<f32>()
+    }
+
+    /// The path for other devices (and the reference for the packed one): the texts
+    /// right-padded to the longest, as `[texts, longest]` with an attention mask, through
+    /// tensor operations; the padding is dropped from the result.
+    pub fn forward_padded(&self, tokens: &PackedTokens) -> candle_core::Result<Vec<f32>> {
+        let batch = tokens.lengths.len();
+        let width = tokens.lengths.iter().copied().max().unwrap_or(0).max(1);
+        let mut ids = Vec::with_capacity(batch * width);
+        let mut type_ids = Vec::with_capacity(batch * width);
+        let mut mask = Vec::with_capacity(batch * width);
+        let mut start = 0;
+        for &len in &tokens.lengths {
+            let pad = width - len;
+            ids.extend_from_slice(&tokens.ids[start..start + len]);
+            ids.extend(std::iter::repeat_n(self.pad_token_id, pad));
+            type_ids.extend_from_slice(&tokens.type_ids[start..start + len]);
+            type_ids.extend(std::iter::repeat_n(0, pad));
+            mask.extend(std::iter::repeat_n(1u32, len));
+            mask.extend(std::iter::repeat_n(0u32, pad));
+            start += len;
+        }
+        let positions = Tensor::from_vec(
+            position_ids(self.family, &mask, width, self.pad_token_id),
             (batch, width),
             &self.device,
         )?;
-        let x = (self.words.forward(ids)?
-            + self.types.forward(type_ids)?
+        let ids = Tensor::from_vec(ids, (batch, width), &self.device)?;
+        let type_ids = Tensor::from_vec(type_ids, (batch, width), &self.device)?;
+        let x = (self.words.forward(&ids)?
+            + self.types.forward(&type_ids)?
             + self.positions.forward(&positions)?)?;
-        let mut x = self.embedding_norm.forward(&x)?;
+        let mut x = self.embedding_norm.module.forward(&x)?;
         let additive = Tensor::from_vec(
             mask.iter()
                 .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
@@ -212,12 +321,23 @@ impl Encoder {
             &self.device,
         )?;
         for layer in &self.layers {
-            x = self.layer(layer, &x, &additive, batch, width)?;
+            x = self.padded_layer(layer, &x, &additive, batch, width)?;
         }
-        Ok(x)
+        let hidden = self.hidden();
+        let rows = x
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut packed = Vec::with_capacity(tokens.tokens() * hidden);
+        for (text, &len) in tokens.lengths.iter().enumerate() {
+            let at = text * width * hidden;
+            packed.extend_from_slice(&rows[at..at + len * hidden]);
+        }
+        Ok(packed)
     }
 
-    fn layer(
+    fn padded_layer(
         &self,
         layer: &Layer,
         x: &Tensor,
@@ -225,8 +345,8 @@ impl Encoder {
         batch: usize,
         width: usize,
     ) -> candle_core::Result<Tensor> {
-        let hidden = self.heads * self.head_dim;
-        let qkv = layer.qkv.forward(x)?;
+        let hidden = self.hidden();
+        let qkv = layer.qkv.linear.forward(x)?;
         let split = |part: usize| -> candle_core::Result<Tensor> {
             qkv.narrow(D::Minus1, part * hidden, hidden)?
                 .reshape((batch, width, self.heads, self.head_dim))?
@@ -243,18 +363,36 @@ impl Encoder {
             .reshape((batch, width, hidden))?;
         let attended = layer
             .attention_norm
-            .forward(&(layer.attention_out.forward(&context)? + x)?)?;
-        let inner = self
-            .activation
-            .apply(&layer.intermediate.forward(&attended)?)?;
+            .module
+            .forward(&(layer.attention_out.linear.forward(&context)? + x)?)?;
+        let inner = layer.intermediate.linear.forward(&attended)?;
+        let inner = match self.activation {
+            Activation::Gelu => inner.gelu_erf()?,
+            Activation::GeluTanh => inner.gelu()?,
+            Activation::Relu => inner.relu()?,
+        };
         layer
             .output_norm
-            .forward(&(layer.output.forward(&inner)? + attended)?)
+            .module
+            .forward(&(layer.output.linear.forward(&inner)? + attended)?)
     }
 }
 
-/// Position ids: `0..width` for BERT; for XLM-R, real tokens count from `pad + 1` and
-/// padding sits at `pad` (as fairseq numbers them).
+/// Position ids of packed texts: `0..len` for BERT; for XLM-R, `pad + 1 ..= pad + len`
+/// (fairseq counts real tokens from after the padding id).
+fn packed_positions(family: Family, lengths: &[usize], pad: u32) -> Vec<u32> {
+    let first = match family {
+        Family::Bert => 0,
+        Family::XlmRoberta => pad + 1,
+    };
+    lengths
+        .iter()
+        .flat_map(|&len| (0..len as u32).map(move |i| first + i))
+        .collect()
+}
+
+/// Position ids of right-padded rows: `0..width` for BERT; for XLM-R, real tokens count
+/// from `pad + 1` and padding sits at `pad` (as fairseq numbers them).
 fn position_ids(family: Family, mask: &[u32], width: usize, pad: u32) -> Vec<u32> {
     match family {
         Family::Bert => (0..mask.len()).map(|i| (i % width.max(1)) as u32).collect(),
@@ -272,151 +410,10 @@ fn position_ids(family: Family, mask: &[u32], width: usize, pad: u32) -> Vec<u32
     }
 }
 
-/// The exact GELU, `x/2 · (1 + erf(x/√2))`: the vectorised form on CPU, candle's elsewhere.
-fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
-        x.apply_op1_no_bwd(&FastGelu)
-    } else {
-        x.gelu_erf()
-    }
-}
-
-struct FastGelu;
-
-impl CustomOp1 for FastGelu {
-    fn name(&self) -> &'static str {
-        "fast-gelu-erf"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("fast-gelu-erf takes f32");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("fast-gelu-erf takes a contiguous tensor");
-        };
-        let input = &values[start..end];
-        let mut output = vec![0f32; input.len()];
-        gelu_slice(input, &mut output);
-        Ok((CpuStorage::F32(output), layout.shape().clone()))
-    }
-}
-
-/// Elements one thread takes at a time: large enough that splitting pays.
-const GELU_CHUNK: usize = 16 * 1024;
-
-/// GELU over a slice, element by element, in a form without branches or calls; long
-/// slices are split over the thread pool, as candle's own element-wise ops are.
-pub fn gelu_slice(input: &[f32], output: &mut [f32]) {
-    use rayon::prelude::*;
-    let run = |(out, x): (&mut [f32], &[f32])| {
-        for (o, &x) in out.iter_mut().zip(x) {
-            *o = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-        }
-    };
-    if input.len() <= GELU_CHUNK {
-        run((output, input));
-    } else {
-        output
-            .par_chunks_mut(GELU_CHUNK)
-            .zip(input.par_chunks(GELU_CHUNK))
-            .for_each(run);
-    }
-}
-
-/// erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7), with a polynomial
-/// `exp`; branch-free so that loops over it vectorise.
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_74,
-        1.421_413_8,
-        -1.453_152_1,
-        1.061_405_4,
-    ];
-    let ax = x.abs();
-    let t = 1.0 / (1.0 + P * ax);
-    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let y = 1.0 - poly * exp_negative(-ax * ax);
-    y.copysign(x)
-}
-
-/// `e^v` for `v <= 0` (relative error about 1e-7; inputs below -87 give e^-87, about
-/// 1.6e-38, which erf's use of it cannot tell from 0).
-#[inline(always)]
-fn exp_negative(v: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Rounds to the nearest integer without a call: adding 1.5 · 2^23 drops the fraction.
-    const ROUND: f32 = 12_582_912.0;
-    let v = v.max(-87.0);
-    let n = (v * LOG2E + ROUND) - ROUND;
-    let r = v - n * LN2_HI - n * LN2_LO;
-    // e^r on [-ln2/2, ln2/2] (Cephes' expf coefficients).
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let e_r = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    e_r * scale
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gelu_matches_the_erf_definition() {
-        let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 / 200.0).collect();
-        let mut fast = vec![0f32; xs.len()];
-        gelu_slice(&xs, &mut fast);
-        let exact = Tensor::new(xs.as_slice(), &Device::Cpu)
-            .and_then(|t| t.gelu_erf())
-            .and_then(|t| t.to_vec1::<f32>())
-            .unwrap();
-        let worst = fast
-            .iter()
-            .zip(&exact)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst < 1e-6, "largest difference {worst}");
-        // Far tails: exactly x and exactly 0, no NaN.
-        gelu_slice(&[100.0, -100.0, 0.0], &mut fast[..3]);
-        assert_eq!(&fast[..3], &[100.0, -0.0, 0.0]);
-    }
-
-    #[test]
-    fn exp_is_accurate_on_the_range_erf_uses() {
-        for i in 0..=870 {
-            let v = -(i as f32) / 10.0;
-            let (fast, exact) = (exp_negative(v), v.exp());
-            assert!(
-                (fast - exact).abs() <= exact * 2e-6 + 1e-37,
-                "{v}: {fast} vs {exact}"
-            );
-        }
-    }
-
-    #[test]
-    fn activations_by_config_name() {
-        assert_eq!(Activation::from_config("gelu").unwrap(), Activation::Gelu);
-        assert_eq!(
-            Activation::from_config("gelu_new").unwrap(),
-            Activation::GeluTanh
-        );
-        assert_eq!(Activation::from_config("relu").unwrap(), Activation::Relu);
-        assert!(Activation::from_config("swish").is_err());
-    }
+    use std::collections::HashMap;
 
     #[test]
     fn xlm_r_positions_count_real_tokens_after_the_pad_id() {
@@ -429,5 +426,134 @@ mod tests {
             position_ids(Family::Bert, &mask, 4, 0),
             vec![0, 1, 2, 3, 0, 1, 2, 3]
         );
+        assert_eq!(
+            packed_positions(Family::XlmRoberta, &[3, 2], 1),
+            vec![2, 3, 4, 2, 3]
+        );
+        assert_eq!(
+            packed_positions(Family::Bert, &[3, 2], 0),
+            vec![0, 1, 2, 0, 1]
+        );
+    }
+
+    /// A tiny encoder with seeded random weights.
+    fn tiny_encoder(family: Family, hidden_act: &str) -> Encoder {
+        let config = EncoderConfig {
+            vocab_size: 50,
+            hidden_size: 16,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 40,
+            hidden_act: hidden_act.into(),
+            max_position_embeddings: 64,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            pad_token_id: 1,
+        };
+        let device = Device::Cpu;
+        let mut seed = 12_345u64;
+        let mut random = |shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.8
+                })
+                .collect();
+            Tensor::from_vec(values, shape, &device).unwrap()
+        };
+        let (h, i) = (16, 40);
+        let mut tensors = HashMap::new();
+        tensors.insert(
+            "embeddings.word_embeddings.weight".to_string(),
+            random(&[50, h]),
+        );
+        tensors.insert(
+            "embeddings.position_embeddings.weight".into(),
+            random(&[64, h]),
+        );
+        tensors.insert(
+            "embeddings.token_type_embeddings.weight".into(),
+            random(&[2, h]),
+        );
+        tensors.insert("embeddings.LayerNorm.weight".into(), random(&[h]));
+        tensors.insert("embeddings.LayerNorm.bias".into(), random(&[h]));
+        for layer in 0..2 {
+            let p = format!("encoder.layer.{layer}");
+            for (name, rows, cols) in [
+                ("attention.self.query", h, h),
+                ("attention.self.key", h, h),
+                ("attention.self.value", h, h),
+                ("attention.output.dense", h, h),
+                ("intermediate.dense", i, h),
+                ("output.dense", h, i),
+            ] {
+                tensors.insert(format!("{p}.{name}.weight"), random(&[rows, cols]));
+                tensors.insert(format!("{p}.{name}.bias"), random(&[rows]));
+            }
+            for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                tensors.insert(format!("{p}.{name}.weight"), random(&[h]));
+                tensors.insert(format!("{p}.{name}.bias"), random(&[h]));
+            }
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        Encoder::load(vb, &config, family).unwrap()
+    }
+
+    #[test]
+    fn packed_rows_match_the_padded_batch() {
+        let mut tokens = PackedTokens::default();
+        for len in [2usize, 9, 1, 30, 5] {
+            let ids: Vec<u32> = (0..len as u32).map(|i| (i * 7 + len as u32) % 50).collect();
+            let types: Vec<u32> = (0..len as u32).map(|i| u32::from(i >= 3)).collect();
+            tokens.push(&ids, &types);
+        }
+        for family in [Family::Bert, Family::XlmRoberta] {
+            for act in ["gelu", "gelu_new", "relu"] {
+                let encoder = tiny_encoder(family, act);
+                let packed = encoder.forward(&tokens).unwrap();
+                let padded = encoder.forward_padded(&tokens).unwrap();
+                assert_eq!(packed.len(), 47 * 16);
+                let worst = packed
+                    .iter()
+                    .zip(&padded)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-4, "{family:?} {act}: largest difference {worst}");
+                // Each text alone gives its rows of the batch.
+                let mut start = 0;
+                for (text, &len) in tokens.lengths.iter().enumerate() {
+                    let mut alone = PackedTokens::default();
+                    let at = start..start + len;
+                    alone.push(&tokens.ids[at.clone()], &tokens.type_ids[at]);
+                    let rows = encoder.forward(&alone).unwrap();
+                    let batch_rows = &packed[start * 16..(start + len) * 16];
+                    let worst = rows
+                        .iter()
+                        .zip(batch_rows)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(worst < 1e-5, "text {text}: {worst}");
+                    start += len;
+                }
+            }
+        }
+        let encoder = tiny_encoder(Family::Bert, "gelu");
+        assert!(
+            encoder
+                .forward(&PackedTokens::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn type_ids_follow_the_ids_length() {
+        let mut tokens = PackedTokens::default();
+        tokens.push(&[5, 6, 7], &[1]);
+        tokens.push(&[8], &[0, 1, 1]);
+        assert_eq!(tokens.type_ids, vec![1, 0, 0, 0]);
+        assert_eq!(tokens.lengths, vec![3, 1]);
+        assert_eq!(tokens.tokens(), 4);
     }
 }
