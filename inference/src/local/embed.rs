@@ -5,12 +5,12 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use super::encoder::{Encoder, EncoderConfig, Family, PackedTokens};
+use super::encoder::{Encoder, EncoderConfig, Family, PackedTokens, TokenVectors};
 use super::{candle_err, missing_file};
 use crate::batcher::BatchCost;
 use crate::types::{EmbedKind, InferenceError};
@@ -40,7 +40,7 @@ impl EmbedPrefix {
 /// How token vectors become one sentence vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
-    /// Mean over the tokens the attention mask keeps.
+    /// Mean over the text's own tokens (not its padding).
     Mean,
     /// The first (`[CLS]`) token.
     Cls,
@@ -176,8 +176,13 @@ impl EmbeddingModel {
             .map_err(|e| InferenceError::Internal(format!("{}: {e}", weights_path.display())))?;
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| InferenceError::Internal(format!("{}: {e}", tokenizer_path.display())))?;
-        let max_tokens = max_sequence_length(dir, probe.max_position_embeddings, &model_type);
-        // The folder's tokenizer pads every input to a fixed width; we pad per batch instead.
+        let reserved = match family {
+            Family::Bert => 0,
+            Family::XlmRoberta => config.pad_token_id as usize + 1,
+        };
+        let max_tokens = max_sequence_length(dir, probe.max_position_embeddings, reserved);
+        // The folder's tokenizer pads every input to a fixed width; batches pack or pad
+        // their texts themselves.
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -231,14 +236,54 @@ impl EmbeddingModel {
         for text in texts {
             tokens.push(&text.ids, &text.type_ids);
         }
-        let rows = self.encoder.forward(&tokens).map_err(candle_err)?;
-        Ok(pool(
-            &rows,
-            self.encoder.hidden(),
-            &tokens.lengths,
-            self.pooling,
-        ))
+        let vectors = match self.encoder.forward(&tokens).map_err(candle_err)? {
+            None => Vec::new(),
+            Some(TokenVectors::Packed(rows)) => {
+                pool(&rows, self.encoder.hidden(), tokens.lengths(), self.pooling)
+            }
+            Some(TokenVectors::Padded { vectors, mask }) => {
+                pool_on_device(&vectors, &mask, self.pooling).map_err(candle_err)?
+            }
+        };
+        if vectors.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(InferenceError::Internal(
+                "the embedding model produced values that are not finite".into(),
+            ));
+        }
+        Ok(vectors)
     }
+}
+
+/// Sentence vectors from padded token vectors `[texts, longest, hidden]` and their mask
+/// `[texts, longest]`, computed where they are (a GPU), so only `[texts, hidden]` travels.
+fn pool_on_device(
+    vectors: &Tensor,
+    mask: &Tensor,
+    config: PoolingConfig,
+) -> candle_core::Result<Vec<Vec<f32>>> {
+    let pooled = match config.pooling {
+        Pooling::Cls => vectors.narrow(1, 0, 1)?.squeeze(1)?,
+        Pooling::Mean => {
+            let mask = mask.to_dtype(vectors.dtype())?.unsqueeze(2)?;
+            let summed = vectors.broadcast_mul(&mask)?.sum(1)?;
+            let counts = mask.sum(1)?.clamp(1e-9f64, f64::MAX)?;
+            summed.broadcast_div(&counts)?
+        }
+    };
+    let pooled = if config.normalize {
+        let norms = pooled
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .clamp(1e-12f64, f64::MAX)?;
+        pooled.broadcast_div(&norms)?
+    } else {
+        pooled
+    };
+    pooled
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?
+        .to_vec2::<f32>()
 }
 
 /// Sentence vectors from packed token vectors (`[Σ lengths, hidden]`): each text's mean
@@ -277,14 +322,10 @@ pub fn pool(
 }
 
 /// The longest input: sentence-transformers' `max_seq_length` when the folder has it,
-/// otherwise the position table (less the two reserved positions of XLM-R).
-fn max_sequence_length(dir: &Path, positions: Option<usize>, model_type: &str) -> usize {
-    let positions = positions.unwrap_or(512);
-    let usable = if model_type == "xlm-roberta" {
-        positions.saturating_sub(2)
-    } else {
-        positions
-    };
+/// otherwise the position table less the positions a family reserves (XLM-R numbers real
+/// tokens from `pad_token_id + 1`).
+fn max_sequence_length(dir: &Path, positions: Option<usize>, reserved: usize) -> usize {
+    let usable = positions.unwrap_or(512).saturating_sub(reserved);
     read_json::<SentenceBertConfig>(&dir.join("sentence_bert_config.json"))
         .and_then(|c| c.max_seq_length)
         .map(|m| m.min(usable))
@@ -342,18 +383,16 @@ mod tests {
     #[test]
     fn max_length_prefers_sentence_transformers_and_respects_positions() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(max_sequence_length(dir.path(), Some(512), "bert"), 512);
-        assert_eq!(
-            max_sequence_length(dir.path(), Some(514), "xlm-roberta"),
-            512
-        );
+        assert_eq!(max_sequence_length(dir.path(), Some(512), 0), 512);
+        // XLM-R with pad id 1: positions 2..=513 of a table of 514.
+        assert_eq!(max_sequence_length(dir.path(), Some(514), 2), 512);
         std::fs::write(
             dir.path().join("sentence_bert_config.json"),
             r#"{"max_seq_length":256}"#,
         )
         .unwrap();
-        assert_eq!(max_sequence_length(dir.path(), Some(512), "bert"), 256);
-        assert_eq!(max_sequence_length(dir.path(), Some(128), "bert"), 128);
+        assert_eq!(max_sequence_length(dir.path(), Some(512), 0), 256);
+        assert_eq!(max_sequence_length(dir.path(), Some(128), 0), 128);
     }
 
     #[test]
@@ -383,6 +422,39 @@ mod tests {
         let normalised = pool(&rows, 2, &[2], PoolingConfig::default());
         let expected = 1.0 / 2f32.sqrt();
         assert!(normalised[0].iter().all(|v| (v - expected).abs() < 1e-6));
+    }
+
+    #[test]
+    fn pooling_on_the_device_matches_the_host() {
+        // Texts of 2, 1 and 3 tokens padded to 3, hidden 2.
+        let rows = [
+            1.0f32, 0.0, 3.0, 4.0, 0.0, 2.0, -1.0, 1.0, 2.0, 2.0, 0.5, -3.0,
+        ];
+        let lengths = [2usize, 1, 3];
+        let mut padded = vec![9.0f32; 3 * 3 * 2];
+        let mut mask = vec![0f32; 9];
+        let mut at = 0;
+        for (text, &len) in lengths.iter().enumerate() {
+            for i in 0..len {
+                padded[(text * 3 + i) * 2..(text * 3 + i + 1) * 2]
+                    .copy_from_slice(&rows[(at + i) * 2..(at + i + 1) * 2]);
+                mask[text * 3 + i] = 1.0;
+            }
+            at += len;
+        }
+        let device = Device::Cpu;
+        let vectors = Tensor::from_vec(padded, (3, 3, 2), &device).unwrap();
+        let mask = Tensor::from_vec(mask, (3, 3), &device).unwrap();
+        for pooling in [Pooling::Mean, Pooling::Cls] {
+            for normalize in [false, true] {
+                let config = PoolingConfig { pooling, normalize };
+                let host = pool(&rows, 2, &lengths, config);
+                let there = pool_on_device(&vectors, &mask, config).unwrap();
+                for (a, b) in host.iter().flatten().zip(there.iter().flatten()) {
+                    assert!((a - b).abs() < 1e-6, "{config:?}: {host:?} vs {there:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -76,13 +76,13 @@ struct Layer {
     output_norm: Norm,
 }
 
-/// Token ids of a batch of texts, one text after another with no padding.
+/// Token ids of a batch of texts, one text after another with no padding. Built with
+/// [`PackedTokens::push`], so ids, type ids and lengths always agree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackedTokens {
-    pub ids: Vec<u32>,
-    pub type_ids: Vec<u32>,
-    /// How many tokens each text has, in order.
-    pub lengths: Vec<usize>,
+    ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    lengths: Vec<usize>,
 }
 
 impl PackedTokens {
@@ -103,6 +103,30 @@ impl PackedTokens {
     pub fn tokens(&self) -> usize {
         self.ids.len()
     }
+
+    /// How many tokens each text has, in order.
+    pub fn lengths(&self) -> &[usize] {
+        &self.lengths
+    }
+
+    /// Each text's token ids and type ids, in order.
+    fn texts(&self) -> impl Iterator<Item = (&[u32], &[u32])> {
+        let mut start = 0;
+        self.lengths.iter().map(move |&len| {
+            let range = start..start + len;
+            start += len;
+            (&self.ids[range.clone()], &self.type_ids[range])
+        })
+    }
+}
+
+/// What the encoder gives back for a batch.
+pub enum TokenVectors {
+    /// `[tokens, hidden]` on the host, the texts one after another (the CPU path).
+    Packed(Vec<f32>),
+    /// `[texts, longest, hidden]` on the model's device with its `[texts, longest]` mask
+    /// (1.0 for real tokens), so pooling can run there and only sentence vectors travel.
+    Padded { vectors: Tensor, mask: Tensor },
 }
 
 /// A loaded encoder.
@@ -160,6 +184,13 @@ impl Encoder {
         let (hidden, heads) = (config.hidden_size, config.num_attention_heads);
         if heads == 0 || hidden % heads != 0 {
             candle_core::bail!("hidden size {hidden} does not split into {heads} heads");
+        }
+        if config.pad_token_id as usize >= config.vocab_size {
+            candle_core::bail!(
+                "pad_token_id {} is outside the vocabulary of {}",
+                config.pad_token_id,
+                config.vocab_size
+            );
         }
         let eps = config.layer_norm_eps;
         let emb = vb.pp("embeddings");
@@ -222,15 +253,15 @@ impl Encoder {
         self.device.is_cpu()
     }
 
-    /// Token vectors of every text, packed like the input: `[tokens, hidden]` row by row,
-    /// on the host.
-    pub fn forward(&self, tokens: &PackedTokens) -> candle_core::Result<Vec<f32>> {
+    /// Token vectors of every text (`None` for an empty batch).
+    pub fn forward(&self, tokens: &PackedTokens) -> candle_core::Result<Option<TokenVectors>> {
         if tokens.lengths.is_empty() {
-            Ok(Vec::new())
+            Ok(None)
         } else if self.runs_packed() {
-            self.forward_packed(tokens)
+            Ok(Some(TokenVectors::Packed(self.forward_packed(tokens)?)))
         } else {
-            self.forward_padded(tokens)
+            let (vectors, mask) = self.forward_padded(tokens)?;
+            Ok(Some(TokenVectors::Padded { vectors, mask }))
         }
     }
 
@@ -240,7 +271,7 @@ impl Encoder {
         let ids = Tensor::from_slice(&tokens.ids, n, &self.device)?;
         let type_ids = Tensor::from_slice(&tokens.type_ids, n, &self.device)?;
         let positions = Tensor::from_vec(
-            packed_positions(self.family, &tokens.lengths, self.pad_token_id),
+            packed_positions(self.family, tokens, self.pad_token_id),
             n,
             &self.device,
         )?;
@@ -284,26 +315,25 @@ impl Encoder {
 
     /// The path for other devices (and the reference for the packed one): the texts
     /// right-padded to the longest, as `[texts, longest]` with an attention mask, through
-    /// tensor operations; the padding is dropped from the result.
-    pub fn forward_padded(&self, tokens: &PackedTokens) -> candle_core::Result<Vec<f32>> {
+    /// tensor operations. Gives the token vectors `[texts, longest, hidden]` and the mask
+    /// as f32, both on the model's device.
+    pub fn forward_padded(&self, tokens: &PackedTokens) -> candle_core::Result<(Tensor, Tensor)> {
         let batch = tokens.lengths.len();
         let width = tokens.lengths.iter().copied().max().unwrap_or(0).max(1);
         let mut ids = Vec::with_capacity(batch * width);
         let mut type_ids = Vec::with_capacity(batch * width);
         let mut mask = Vec::with_capacity(batch * width);
-        let mut start = 0;
-        for &len in &tokens.lengths {
-            let pad = width - len;
-            ids.extend_from_slice(&tokens.ids[start..start + len]);
+        for (text, types) in tokens.texts() {
+            let pad = width - text.len();
+            ids.extend_from_slice(text);
             ids.extend(std::iter::repeat_n(self.pad_token_id, pad));
-            type_ids.extend_from_slice(&tokens.type_ids[start..start + len]);
+            type_ids.extend_from_slice(types);
             type_ids.extend(std::iter::repeat_n(0, pad));
-            mask.extend(std::iter::repeat_n(1u32, len));
+            mask.extend(std::iter::repeat_n(1u32, text.len()));
             mask.extend(std::iter::repeat_n(0u32, pad));
-            start += len;
         }
         let positions = Tensor::from_vec(
-            position_ids(self.family, &mask, width, self.pad_token_id),
+            position_ids(self.family, &ids, &mask, width, self.pad_token_id),
             (batch, width),
             &self.device,
         )?;
@@ -323,18 +353,12 @@ impl Encoder {
         for layer in &self.layers {
             x = self.padded_layer(layer, &x, &additive, batch, width)?;
         }
-        let hidden = self.hidden();
-        let rows = x
-            .to_dtype(DType::F32)?
-            .to_device(&Device::Cpu)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let mut packed = Vec::with_capacity(tokens.tokens() * hidden);
-        for (text, &len) in tokens.lengths.iter().enumerate() {
-            let at = text * width * hidden;
-            packed.extend_from_slice(&rows[at..at + len * hidden]);
-        }
-        Ok(packed)
+        let mask = Tensor::from_vec(
+            mask.into_iter().map(|m| m as f32).collect::<Vec<f32>>(),
+            (batch, width),
+            &self.device,
+        )?;
+        Ok((x, mask))
     }
 
     fn padded_layer(
@@ -378,33 +402,40 @@ impl Encoder {
     }
 }
 
-/// Position ids of packed texts: `0..len` for BERT; for XLM-R, `pad + 1 ..= pad + len`
-/// (fairseq counts real tokens from after the padding id).
-fn packed_positions(family: Family, lengths: &[usize], pad: u32) -> Vec<u32> {
-    let first = match family {
-        Family::Bert => 0,
-        Family::XlmRoberta => pad + 1,
-    };
-    lengths
-        .iter()
-        .flat_map(|&len| (0..len as u32).map(move |i| first + i))
+/// Position ids of packed texts: `0..len` for BERT. For XLM-R, as Hugging Face numbers
+/// them: tokens that are not the padding id count up from `pad + 1`, and a padding id
+/// (padding, or `<pad>` written in the text) sits at `pad`.
+fn packed_positions(family: Family, tokens: &PackedTokens, pad: u32) -> Vec<u32> {
+    tokens
+        .texts()
+        .flat_map(|(ids, _)| text_positions(family, ids, pad))
         .collect()
 }
 
-/// Position ids of right-padded rows: `0..width` for BERT; for XLM-R, real tokens count
-/// from `pad + 1` and padding sits at `pad` (as fairseq numbers them).
-fn position_ids(family: Family, mask: &[u32], width: usize, pad: u32) -> Vec<u32> {
+/// Position ids of right-padded rows (`width` ids each, `mask` 1 for real tokens): as
+/// [`packed_positions`], the padding of a BERT row continuing the count.
+fn position_ids(family: Family, ids: &[u32], mask: &[u32], width: usize, pad: u32) -> Vec<u32> {
     match family {
         Family::Bert => (0..mask.len()).map(|i| (i % width.max(1)) as u32).collect(),
-        Family::XlmRoberta => mask
+        Family::XlmRoberta => ids
             .chunks(width.max(1))
-            .flat_map(|row| {
-                row.iter()
-                    .scan(0u32, move |seen, &m| {
-                        *seen += u32::from(m != 0);
-                        Some(if m != 0 { pad + *seen } else { pad })
-                    })
-                    .collect::<Vec<_>>()
+            .flat_map(|row| text_positions(family, row, pad))
+            .collect(),
+    }
+}
+
+fn text_positions(family: Family, ids: &[u32], pad: u32) -> Vec<u32> {
+    match family {
+        Family::Bert => (0..ids.len() as u32).collect(),
+        Family::XlmRoberta => ids
+            .iter()
+            .scan(pad, |seen, &id| {
+                if id == pad {
+                    Some(pad)
+                } else {
+                    *seen += 1;
+                    Some(*seen)
+                }
             })
             .collect(),
     }
@@ -417,22 +448,35 @@ mod tests {
 
     #[test]
     fn xlm_r_positions_count_real_tokens_after_the_pad_id() {
+        // Two padded rows of width 4: [5 6 7 pad] [8 9 pad pad]; pad id 1.
+        let ids = [5, 6, 7, 1, 8, 9, 1, 1];
         let mask = [1, 1, 1, 0, 1, 1, 0, 0];
         assert_eq!(
-            position_ids(Family::XlmRoberta, &mask, 4, 1),
+            position_ids(Family::XlmRoberta, &ids, &mask, 4, 1),
             vec![2, 3, 4, 1, 2, 3, 1, 1]
         );
         assert_eq!(
-            position_ids(Family::Bert, &mask, 4, 0),
+            position_ids(Family::Bert, &ids, &mask, 4, 0),
             vec![0, 1, 2, 3, 0, 1, 2, 3]
         );
+        let mut tokens = PackedTokens::default();
+        tokens.push(&[5, 6, 7], &[]);
+        tokens.push(&[8, 9], &[]);
         assert_eq!(
-            packed_positions(Family::XlmRoberta, &[3, 2], 1),
+            packed_positions(Family::XlmRoberta, &tokens, 1),
             vec![2, 3, 4, 2, 3]
         );
         assert_eq!(
-            packed_positions(Family::Bert, &[3, 2], 0),
+            packed_positions(Family::Bert, &tokens, 0),
             vec![0, 1, 2, 0, 1]
+        );
+        // `<pad>` written in a text keeps the padding position and does not count, as
+        // Hugging Face's `create_position_ids_from_input_ids` numbers it.
+        let mut literal = PackedTokens::default();
+        literal.push(&[0, 1, 7, 2], &[]);
+        assert_eq!(
+            packed_positions(Family::XlmRoberta, &literal, 1),
+            vec![2, 1, 3, 4]
         );
     }
 
@@ -502,6 +546,7 @@ mod tests {
 
     #[test]
     fn packed_rows_match_the_padded_batch() {
+        let hidden = 16;
         let mut tokens = PackedTokens::default();
         for len in [2usize, 9, 1, 30, 5] {
             let ids: Vec<u32> = (0..len as u32).map(|i| (i * 7 + len as u32) % 50).collect();
@@ -511,40 +556,47 @@ mod tests {
         for family in [Family::Bert, Family::XlmRoberta] {
             for act in ["gelu", "gelu_new", "relu"] {
                 let encoder = tiny_encoder(family, act);
-                let packed = encoder.forward(&tokens).unwrap();
-                let padded = encoder.forward_padded(&tokens).unwrap();
-                assert_eq!(packed.len(), 47 * 16);
+                let Some(TokenVectors::Packed(packed)) = encoder.forward(&tokens).unwrap() else {
+                    panic!("the CPU runs packed");
+                };
+                assert_eq!(packed.len(), 47 * hidden);
+                // The padded path's rows, padding dropped, are the same vectors.
+                let (padded, mask) = encoder.forward_padded(&tokens).unwrap();
+                assert_eq!(padded.dims(), &[5, 30, hidden]);
+                assert_eq!(mask.sum_all().unwrap().to_scalar::<f32>().unwrap(), 47.0);
+                let padded = padded.to_vec3::<f32>().unwrap();
+                let unpadded: Vec<f32> = padded
+                    .iter()
+                    .zip(tokens.lengths())
+                    .flat_map(|(rows, &len)| rows[..len].concat())
+                    .collect();
                 let worst = packed
                     .iter()
-                    .zip(&padded)
+                    .zip(&unpadded)
                     .map(|(a, b)| (a - b).abs())
                     .fold(0f32, f32::max);
                 assert!(worst < 1e-4, "{family:?} {act}: largest difference {worst}");
                 // Each text alone gives its rows of the batch.
                 let mut start = 0;
-                for (text, &len) in tokens.lengths.iter().enumerate() {
+                for (text, (ids, types)) in tokens.texts().enumerate() {
                     let mut alone = PackedTokens::default();
-                    let at = start..start + len;
-                    alone.push(&tokens.ids[at.clone()], &tokens.type_ids[at]);
-                    let rows = encoder.forward(&alone).unwrap();
-                    let batch_rows = &packed[start * 16..(start + len) * 16];
+                    alone.push(ids, types);
+                    let Some(TokenVectors::Packed(rows)) = encoder.forward(&alone).unwrap() else {
+                        panic!("the CPU runs packed");
+                    };
+                    let batch_rows = &packed[start * hidden..(start + ids.len()) * hidden];
                     let worst = rows
                         .iter()
                         .zip(batch_rows)
                         .map(|(a, b)| (a - b).abs())
                         .fold(0f32, f32::max);
                     assert!(worst < 1e-5, "text {text}: {worst}");
-                    start += len;
+                    start += ids.len();
                 }
             }
         }
         let encoder = tiny_encoder(Family::Bert, "gelu");
-        assert!(
-            encoder
-                .forward(&PackedTokens::default())
-                .unwrap()
-                .is_empty()
-        );
+        assert!(encoder.forward(&PackedTokens::default()).unwrap().is_none());
     }
 
     #[test]

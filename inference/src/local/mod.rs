@@ -8,7 +8,7 @@ pub mod dense;
 pub mod embed;
 pub mod encoder;
 pub mod llm;
-pub mod packed;
+mod packed;
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};

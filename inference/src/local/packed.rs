@@ -240,6 +240,9 @@ impl Head<'_> {
     /// a query's scores are computed eight keys at a time with running sums that stay in
     /// registers, instead of one dot product (and its horizontal sum) per key.
     fn attend(&self, start: usize, len: usize, head: usize, scratch: &mut Scratch) -> Vec<f32> {
+        if len == 0 {
+            return Vec::new();
+        }
         let d = self.head_dim.max(1);
         let width = len.next_multiple_of(KEY_BLOCK);
         let Scratch {
@@ -306,17 +309,16 @@ struct Scratch {
     scores: Vec<f32>,
 }
 
-/// Softmax in place (an empty slice stays empty).
+/// Softmax in place (an empty slice stays empty; a NaN makes every value NaN).
 fn softmax(xs: &mut [f32]) {
     let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for x in xs.iter_mut() {
         *x = exp_negative(*x - max);
     }
-    let total = sum(xs);
-    if total > 0.0 {
-        let inverse = 1.0 / total;
-        xs.iter_mut().for_each(|x| *x *= inverse);
-    }
+    // The largest value contributes e^0 = 1, so the total is at least 1 (or NaN, which
+    // then spreads to every probability).
+    let inverse = 1.0 / sum(xs);
+    xs.iter_mut().for_each(|x| *x *= inverse);
 }
 
 /// Sum with eight running partial sums, so the loop vectorises.
@@ -358,7 +360,8 @@ fn tanh(x: f32) -> f32 {
 }
 
 /// `e^v` for `v <= 0` (relative error about 1e-7; inputs below -87 give e^-87, about
-/// 1.6e-38, which no caller can tell from 0).
+/// 1.6e-38, which no caller can tell from 0; NaN gives NaN). Positive inputs are outside
+/// its contract: every caller passes `−x²`, `−2|x|` or `x − max`.
 #[inline(always)]
 fn exp_negative(v: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -366,7 +369,9 @@ fn exp_negative(v: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Rounds to the nearest integer without a call: adding 1.5 · 2^23 drops the fraction.
     const ROUND: f32 = 12_582_912.0;
-    let v = v.max(-87.0);
+    // A comparison rather than `max`, so that NaN stays NaN (and reaches the finite check
+    // on the sentence vectors) instead of becoming e^-87.
+    let v = if v < -87.0 { -87.0 } else { v };
     // `shifted` is ROUND + n with n = round(v · log2 e) in its low mantissa bits, so n is
     // read off the bits with integer arithmetic: a float-to-int `as` cast saturates and
     // would compile to a scalar compare-and-move per element, keeping the loop scalar.
@@ -397,6 +402,14 @@ fn host<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a
         .contiguous_offsets()
         .and_then(|(start, end)| values.get(start..end))
         .ok_or_else(|| candle_core::Error::Msg("the packed encoder needs contiguous rows".into()))
+}
+
+/// Refuses a tensor whose rows are not `width` wide (a bias or norm of another layer).
+fn check_width(layout: &Layout, width: usize, op: &str) -> candle_core::Result<()> {
+    match layout.dims().last() {
+        Some(&last) if last == width => Ok(()),
+        last => candle_core::bail!("{op}: rows of {last:?} values for parameters of {width}"),
+    }
 }
 
 fn host_mut<'a>(
@@ -456,6 +469,7 @@ impl InplaceOp1 for BiasActivationOp<'_> {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        check_width(layout, self.bias.len(), self.name())?;
         bias_activation(host_mut(storage, layout)?, self.bias, self.activation);
         Ok(())
     }
@@ -479,6 +493,8 @@ impl InplaceOp2 for ResidualNormOp<'_> {
         src: &CpuStorage,
         src_l: &Layout,
     ) -> candle_core::Result<()> {
+        check_width(dst_l, self.bias.len(), self.name())?;
+        check_width(dst_l, self.norm.gamma.len(), self.name())?;
         let residual = host(src, src_l)?;
         let x = host_mut(dst, dst_l)?;
         if x.len() != residual.len() {
@@ -498,6 +514,7 @@ impl InplaceOp1 for NormOp<'_> {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        check_width(layout, self.0.gamma.len(), self.name())?;
         self.0.rows(host_mut(storage, layout)?);
         Ok(())
     }
@@ -545,6 +562,15 @@ mod tests {
         );
         assert_eq!(Activation::from_config("relu").unwrap(), Activation::Relu);
         assert!(Activation::from_config("swish").is_err());
+    }
+
+    #[test]
+    fn not_a_number_stays_not_a_number() {
+        assert!(exp_negative(f32::NAN).is_nan());
+        assert_eq!(exp_negative(-0.0), 1.0);
+        let mut scores = [0.5, f32::NAN, -1.0];
+        softmax(&mut scores);
+        assert!(scores.iter().all(|p| p.is_nan()), "{scores:?}");
     }
 
     #[test]
@@ -719,6 +745,16 @@ mod tests {
                 eps: 1e-5
             }))
             .is_err()
+        );
+        let narrow = Tensor::zeros((2, 4), candle_core::DType::F32, &device).unwrap();
+        assert!(
+            narrow
+                .inplace_op1(&BiasActivationOp {
+                    bias: &bias,
+                    activation: Activation::Gelu,
+                })
+                .is_err(),
+            "a bias of 3 for rows of 4"
         );
         let wrong = AttentionOp {
             bias: &[0.0; 6],
