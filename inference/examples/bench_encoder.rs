@@ -2,28 +2,19 @@
 //! `cargo run --release -p wxpilot-inference --example bench_encoder [rounds]`.
 //!
 //! Reads all-MiniLM-L6-v2 from the models folder (`scripts/fetch-models.sh`) and times one
-//! short text at a time, one batch of 32 short texts, a long passage alone, and the same
-//! passage batched with 31 short texts (where padding to the longest would cost most).
+//! short text at a time (the sentences of `wxpilot bench inference`), one batch of 32 short
+//! texts, a long passage alone, and the same passage batched with 31 short texts (where
+//! padding to the longest would cost most).
 //! Set `RAYON_NUM_THREADS` as the binary does (one thread per core) for figures that match
 //! `wxpilot bench inference`.
 
 use std::time::Instant;
 
 use wxpilot_inference::InferenceError;
+use wxpilot_inference::bench::SENTENCES;
 use wxpilot_inference::local::embed::EncodedText;
 use wxpilot_inference::local::{EmbedPrefix, EmbeddingModel, default_embedding_dir, models_dir};
 use wxpilot_inference::types::EmbedKind;
-
-const SENTENCES: [&str; 8] = [
-    "How do I reset my password?",
-    "What are your opening hours on public holidays?",
-    "The parcel arrived damaged and I would like a refund.",
-    "Can I change the delivery address after ordering?",
-    "Do you ship to Hong Kong and Macau?",
-    "Which membership level gives free shipping?",
-    "My coupon code does not work at checkout.",
-    "Please recommend a gift for my mother under 200 yuan.",
-];
 
 /// Mean milliseconds of `runs` calls of `f`, after one untimed call.
 fn time_ms(

@@ -146,7 +146,8 @@ fn spread(ratios: &[f64]) -> String {
         .join("/")
 }
 
-const SENTENCES: [&str; 8] = [
+/// The short customer-service sentences every embedding and chat request is made of.
+pub const SENTENCES: [&str; 8] = [
     "How do I reset my password?",
     "What are your opening hours on public holidays?",
     "The parcel arrived damaged and I would like a refund.",
