@@ -58,7 +58,7 @@ impl Module for DenseLinear {
             candle_core::bail!("a linear layer needs at least one dimension");
         };
         let rows: usize = leading.iter().product();
-        let y = x.reshape((rows, inputs))?.matmul(&self.weight_t)?;
+        let y = self.project(&x.reshape((rows, inputs))?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

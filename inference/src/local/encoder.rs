@@ -265,6 +265,19 @@ impl Encoder {
         }
     }
 
+    /// Word, type and position embeddings added up (before the embedding layer norm), in
+    /// the shape of the ids.
+    fn token_embeddings(
+        &self,
+        ids: &Tensor,
+        type_ids: &Tensor,
+        positions: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        self.words.forward(ids)?
+            + self.types.forward(type_ids)?
+            + self.positions.forward(positions)?
+    }
+
     /// The CPU path: packed rows, fused passes between the matrix multiplications.
     fn forward_packed(&self, tokens: &PackedTokens) -> candle_core::Result<Vec<f32>> {
         let n = tokens.tokens();
@@ -275,9 +288,7 @@ impl Encoder {
             n,
             &self.device,
         )?;
-        let mut x = (self.words.forward(&ids)?
-            + self.types.forward(&type_ids)?
-            + self.positions.forward(&positions)?)?;
+        let mut x = self.token_embeddings(&ids, &type_ids, &positions)?;
         x.inplace_op1(&NormOp(&self.embedding_norm.host))?;
         for layer in &self.layers {
             let qkv = layer.qkv.linear.project(&x)?;
@@ -333,16 +344,16 @@ impl Encoder {
             mask.extend(std::iter::repeat_n(0u32, pad));
         }
         let positions = Tensor::from_vec(
-            position_ids(self.family, &ids, &mask, width, self.pad_token_id),
+            position_ids(self.family, &ids, width, self.pad_token_id),
             (batch, width),
             &self.device,
         )?;
         let ids = Tensor::from_vec(ids, (batch, width), &self.device)?;
         let type_ids = Tensor::from_vec(type_ids, (batch, width), &self.device)?;
-        let x = (self.words.forward(&ids)?
-            + self.types.forward(&type_ids)?
-            + self.positions.forward(&positions)?)?;
-        let mut x = self.embedding_norm.module.forward(&x)?;
+        let mut x = self
+            .embedding_norm
+            .module
+            .forward(&self.token_embeddings(&ids, &type_ids, &positions)?)?;
         let additive = Tensor::from_vec(
             mask.iter()
                 .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
@@ -412,16 +423,13 @@ fn packed_positions(family: Family, tokens: &PackedTokens, pad: u32) -> Vec<u32>
         .collect()
 }
 
-/// Position ids of right-padded rows (`width` ids each, `mask` 1 for real tokens): as
-/// [`packed_positions`], the padding of a BERT row continuing the count.
-fn position_ids(family: Family, ids: &[u32], mask: &[u32], width: usize, pad: u32) -> Vec<u32> {
-    match family {
-        Family::Bert => (0..mask.len()).map(|i| (i % width.max(1)) as u32).collect(),
-        Family::XlmRoberta => ids
-            .chunks(width.max(1))
-            .flat_map(|row| text_positions(family, row, pad))
-            .collect(),
-    }
+/// Position ids of right-padded rows (`width` ids each, padded with `pad`): each row as
+/// one text of [`packed_positions`], so the padding of a BERT row continues the count and
+/// that of an XLM-R row sits at `pad`.
+fn position_ids(family: Family, ids: &[u32], width: usize, pad: u32) -> Vec<u32> {
+    ids.chunks(width.max(1))
+        .flat_map(|row| text_positions(family, row, pad))
+        .collect()
 }
 
 fn text_positions(family: Family, ids: &[u32], pad: u32) -> Vec<u32> {
@@ -450,13 +458,12 @@ mod tests {
     fn xlm_r_positions_count_real_tokens_after_the_pad_id() {
         // Two padded rows of width 4: [5 6 7 pad] [8 9 pad pad]; pad id 1.
         let ids = [5, 6, 7, 1, 8, 9, 1, 1];
-        let mask = [1, 1, 1, 0, 1, 1, 0, 0];
         assert_eq!(
-            position_ids(Family::XlmRoberta, &ids, &mask, 4, 1),
+            position_ids(Family::XlmRoberta, &ids, 4, 1),
             vec![2, 3, 4, 1, 2, 3, 1, 1]
         );
         assert_eq!(
-            position_ids(Family::Bert, &ids, &mask, 4, 0),
+            position_ids(Family::Bert, &ids, 4, 0),
             vec![0, 1, 2, 3, 0, 1, 2, 3]
         );
         let mut tokens = PackedTokens::default();
